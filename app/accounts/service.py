@@ -1,0 +1,202 @@
+"""Sign-up, login with throttling, sessions, password changes, API tokens, deletion."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.accounts import repository
+from app.clock import Clock
+from app.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RateLimited
+from app.models import Account, ApiToken
+from app.security import (
+    DUMMY_PASSWORD_HASH,
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+    hash_password,
+    keyed_digest,
+    new_token,
+    password_needs_rehash,
+    token_digest,
+    verify_password,
+)
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+API_TOKEN_PREFIX = "hm_"
+MAX_TOKEN_NAME = 100
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    max_failures: int
+    window: dt.timedelta
+    session_lifetime: dt.timedelta
+
+
+def normalize_email(raw: str) -> str:
+    email = raw.strip().lower()
+    if len(email) > 254 or not EMAIL_PATTERN.match(email):
+        raise InvalidInput("enter a valid email address, e.g. you@example.org")
+    return email
+
+
+def check_password_strength(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput(f"the password may have at most {MAX_PASSWORD_LENGTH} characters")
+
+
+def sign_up(session: Session, clock: Clock, email: str, password: str) -> Account:
+    email = normalize_email(email)
+    check_password_strength(password)
+    if repository.find_by_email(session, email) is not None:
+        raise Conflict("an account with this email already exists; log in instead")
+    try:
+        with session.begin_nested():
+            return repository.insert(
+                session, email=email, password_hash=hash_password(password), now=clock.now()
+            )
+    except IntegrityError as exc:
+        raise Conflict("an account with this email already exists; log in instead") from exc
+
+
+def _buckets(secret: str, email: str, client_ip: str) -> tuple[bytes, bytes]:
+    return (
+        keyed_digest(secret, "login-email", email),
+        keyed_digest(secret, "login-ip", client_ip),
+    )
+
+
+def _throttled(session: Session, bucket: bytes, policy: LoginPolicy, now: dt.datetime) -> bool:
+    row = repository.get_throttle(session, bucket)
+    return (
+        row is not None
+        and now - row.window_start <= policy.window
+        and row.failures >= policy.max_failures
+    )
+
+
+def authenticate(
+    session: Session,
+    clock: Clock,
+    policy: LoginPolicy,
+    secret: str,
+    *,
+    email: str,
+    password: str,
+    client_ip: str,
+) -> Account:
+    """The account for these credentials, or NotAuthenticated / RateLimited.
+
+    Failures are recorded by keyed hashes of the email and the client IP, so a
+    guesser is slowed per account and per address without storing either.
+    """
+    now = clock.now()
+    email = email.strip().lower()
+    buckets = _buckets(secret, email, client_ip)
+    if any(_throttled(session, b, policy, now) for b in buckets):
+        minutes = max(1, int(policy.window.total_seconds() // 60))
+        raise RateLimited(f"too many failed logins; try again in {minutes} minutes")
+    account = repository.find_by_email(session, email)
+    ok = verify_password(account.password_hash if account else DUMMY_PASSWORD_HASH, password)
+    if account is None or not ok:
+        for bucket in buckets:
+            repository.record_failure(session, bucket, now, policy.window)
+        raise NotAuthenticated("wrong email or password")
+    repository.clear_throttle(session, buckets[0])
+    if password_needs_rehash(account.password_hash):
+        repository.set_password_hash(session, account.id, hash_password(password))
+    return account
+
+
+def start_session(session: Session, clock: Clock, policy: LoginPolicy, account: Account) -> str:
+    token = new_token()
+    now = clock.now()
+    repository.delete_expired_sessions(session, now)
+    repository.insert_session(
+        session,
+        token_hash=token_digest(token),
+        account_id=account.id,
+        now=now,
+        expires=now + policy.session_lifetime,
+    )
+    return token
+
+
+def account_for_session(session: Session, clock: Clock, token: str | None) -> Account | None:
+    if not token:
+        return None
+    return repository.find_session_account(session, token_digest(token), clock.now())
+
+
+def end_session(session: Session, token: str | None) -> None:
+    if token:
+        repository.delete_session(session, token_digest(token))
+
+
+def change_password(
+    session: Session, account: Account, *, current: str, new: str, keep_session: str | None
+) -> None:
+    if not verify_password(account.password_hash, current):
+        raise InvalidInput("the current password is wrong")
+    check_password_strength(new)
+    repository.set_password_hash(session, account.id, hash_password(new))
+    # Other devices are logged out: a changed password must lock out whoever knew the old one.
+    keep = token_digest(keep_session) if keep_session else None
+    repository.delete_other_sessions(session, account.id, keep)
+
+
+def delete_account(session: Session, account: Account, *, password: str) -> None:
+    if not verify_password(account.password_hash, password):
+        raise InvalidInput("the password is wrong; the account was not deleted")
+    repository.delete_account(session, account.id)
+
+
+def find_account(session: Session, email: str) -> Account:
+    account = repository.find_by_email(session, normalize_email(email))
+    if account is None:
+        raise NotFound(f"no account with email {email.strip()}")
+    return account
+
+
+# --- API tokens ---------------------------------------------------------------
+
+
+def create_api_token(session: Session, clock: Clock, account: Account, name: str) -> str:
+    """Create a token and return it once; only its hash is stored."""
+    name = name.strip()
+    if not name or len(name) > MAX_TOKEN_NAME:
+        raise InvalidInput(f"give the token a name of 1 to {MAX_TOKEN_NAME} characters")
+    token = API_TOKEN_PREFIX + new_token()
+    repository.insert_token(
+        session,
+        account_id=account.id,
+        name=name,
+        token_hash=token_digest(token),
+        prefix=token[:10],
+        now=clock.now(),
+    )
+    return token
+
+
+def list_api_tokens(session: Session, account: Account) -> list[ApiToken]:
+    return list(repository.list_tokens(session, account.id))
+
+
+def revoke_api_token(session: Session, account: Account, token_id: int) -> None:
+    if repository.delete_token(session, account.id, token_id) == 0:
+        raise NotFound("no such token")
+
+
+def account_for_api_token(session: Session, clock: Clock, token: str) -> Account:
+    found = repository.find_token_account(session, token_digest(token))
+    if found is None:
+        raise NotAuthenticated("invalid or revoked API token")
+    api_token, account = found
+    api_token.last_used_at = clock.now()
+    return account

@@ -1,0 +1,50 @@
+"""Everything a request or a job needs, built once per process from the settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from app.accounts.service import LoginPolicy
+from app.clock import Clock, SystemClock
+from app.db import Database
+from app.ingest.geoip import GeoLocator
+from app.ingest.service import IngestService
+from app.settings import Settings
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    clock: Clock
+    geo: GeoLocator
+    secret: str
+    ingest: IngestService = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ingest = IngestService(
+            self.db, self.clock, self.geo, self.settings.trusted_networks
+        )
+
+    @property
+    def login_policy(self) -> LoginPolicy:
+        s = self.settings
+        return LoginPolicy(
+            max_failures=s.login_max_failures,
+            window=dt.timedelta(seconds=s.login_window_seconds),
+            session_lifetime=dt.timedelta(days=s.session_days),
+        )
+
+
+def build_context(
+    settings: Settings, *, db: Database | None = None, clock: Clock | None = None
+) -> AppContext:
+    settings.check()
+    return AppContext(
+        settings=settings,
+        db=db or Database.from_url(settings.effective_database_url),
+        clock=clock or SystemClock(),
+        geo=GeoLocator(settings.geoip_path),
+        secret=settings.resolved_secret_key(),
+    )

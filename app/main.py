@@ -1,0 +1,113 @@
+"""The FastAPI application: routers, the one domain-error handler, security headers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app import __version__
+from app.context import AppContext
+from app.deps import CSRF_COOKIE, LoginRequired
+from app.errors import DomainError
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or "text/html" not in request.headers.get(
+        "accept", ""
+    )
+
+
+def _error_response(request: Request, status: int, message: str) -> Response:
+    if _wants_json(request):
+        return JSONResponse({"detail": message}, status_code=status)
+    from app.templating import render
+
+    return render(request, "error.html", {"status": status, "message": message}, status)
+
+
+def create_app(ctx: AppContext) -> FastAPI:
+    app = FastAPI(
+        title="Hitmap",
+        version=__version__,
+        description="Visitor maps and click heatmaps. The JSON API lives under /api/v1 and "
+        "takes a per-account bearer token (create one on your account page).",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+
+    from app.accounts.routes import router as accounts_router
+    from app.api.routes import router as api_router
+    from app.ingest.routes import router as ingest_router
+    from app.publicmap.routes import router as publicmap_router
+    from app.sites.routes import router as sites_router
+    from app.stats.routes import router as stats_router
+
+    for router in (
+        ingest_router,
+        accounts_router,
+        sites_router,
+        stats_router,
+        publicmap_router,
+        api_router,
+    ):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": exc.message}, status_code=401)
+        return RedirectResponse(exc.login_url, status_code=303)
+
+    @app.exception_handler(DomainError)
+    async def _domain_error(request: Request, exc: DomainError) -> Response:
+        return _error_response(request, exc.status, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = exc.detail if isinstance(exc.detail, str) else "error"
+        if exc.status_code == 404:
+            message = "Not found"
+        return _error_response(request, exc.status_code, message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": exc.errors()}, status_code=422)
+        first = exc.errors()[0] if exc.errors() else {}
+        field = ".".join(str(p) for p in first.get("loc", ())[1:]) or "input"
+        return _error_response(request, 400, f"{field}: {first.get('msg', 'invalid')}")
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response: Response = await call_next(request)
+        new_csrf = getattr(request.state, "new_csrf", None)
+        if new_csrf:
+            response.set_cookie(
+                CSRF_COOKIE,
+                new_csrf,
+                httponly=True,
+                samesite="lax",
+                secure=ctx.settings.secure_cookies,
+                path="/",
+            )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if response.headers.get("content-type", "").startswith("text/html"):
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("Referrer-Policy", "same-origin")
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+            )
+        return response
+
+    return app

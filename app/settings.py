@@ -1,0 +1,181 @@
+"""Typed settings, read from the environment with the ``HITMAP_`` prefix.
+
+Every setting fails fast with a message that says how to fix it: a bad value
+stops the process at start-up rather than surfacing as a strange error later.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import secrets
+from collections import Counter
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_SECRET_LENGTH = 32
+MIN_SECRET_ENTROPY_BITS = 128.0
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or wrong; the message tells how to fix it."""
+
+
+def _default_data_dir() -> Path:
+    return Path.cwd() / "hitmap-data"
+
+
+def _default_geoip_path() -> Path:
+    from importlib.resources import files
+
+    return Path(str(files("_geoip_geolite2") / "GeoLite2-City.mmdb"))
+
+
+def secret_entropy_bits(secret: str) -> float:
+    """Shannon entropy of the secret's characters times its length."""
+    counts = Counter(secret)
+    per_char = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values())
+    return per_char * len(secret)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HITMAP_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Folder for the SQLite database, the generated secret key and spools.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db. "
+        "Default: SQLite file hitmap.sqlite3 in the data dir.",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Key for sessions, CSRF and visitor hashing. Default: generated once "
+        "and stored in <data dir>/secret_key.",
+    )
+    production: bool = Field(
+        default=False, description="Production mode: refuses a weak secret key."
+    )
+    geoip_path: Path = Field(
+        default_factory=_default_geoip_path,
+        description="GeoIP2/GeoLite2 City .mmdb file. Default: the bundled GeoLite2-City.",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated IPs or CIDR networks of reverse proxies whose "
+        "X-Forwarded-For is believed. Empty: the socket peer is the client.",
+    )
+    base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Public URL of this Hitmap, used in widget snippets and cookies.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `hitmap serve` binds.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `hitmap serve` binds.")
+    login_max_failures: int = Field(
+        default=10, ge=1, description="Failed logins per account or IP before a pause."
+    )
+    login_window_seconds: int = Field(
+        default=900, ge=1, description="Window in which failed logins are counted."
+    )
+    session_days: int = Field(default=30, ge=1, description="Lifetime of a login session.")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"HITMAP_TRUSTED_PROXIES entry {entry!r} is not an IP address or CIDR "
+                    "network; use e.g. 127.0.0.1,10.0.0.0/8"
+                ) from exc
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(
+                "HITMAP_BASE_URL must start with http:// or https://, e.g. https://hitmap.example.com"
+            )
+        return value.rstrip("/")
+
+    @cached_property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(e, strict=False) for e in self.trusted_proxies)
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'hitmap.sqlite3'}"
+
+    def ensure_data_dir(self) -> None:
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SettingsError(
+                f"cannot create data dir {self.data_dir}: {exc}; set HITMAP_DATA_DIR to a "
+                "writable folder"
+            ) from exc
+
+    def resolved_secret_key(self) -> str:
+        """The configured key, or the one stored in the data dir (created on first use)."""
+        if self.secret_key is not None:
+            key = self.secret_key
+        else:
+            self.ensure_data_dir()
+            path = self.data_dir / "secret_key"
+            if not path.exists():
+                path.touch(mode=0o600)
+                path.write_text(secrets.token_urlsafe(48))
+            key = path.read_text().strip()
+        self._check_secret(key)
+        return key
+
+    def _check_secret(self, key: str) -> None:
+        weak = len(key) < MIN_SECRET_LENGTH or secret_entropy_bits(key) < MIN_SECRET_ENTROPY_BITS
+        if weak and self.production:
+            raise SettingsError(
+                "HITMAP_SECRET_KEY is too weak for production: use at least "
+                f"{MIN_SECRET_LENGTH} random characters, e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+
+    def check(self) -> None:
+        """Validate what cannot be checked field by field; raise SettingsError."""
+        if not self.geoip_path.is_file():
+            raise SettingsError(
+                f"GeoIP database not found at {self.geoip_path}; set HITMAP_GEOIP_PATH to a "
+                "GeoLite2-City .mmdb file or reinstall hitmap to get the bundled one"
+            )
+        self.resolved_secret_key()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; errors become one readable SettingsError."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = [f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()]
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from exc

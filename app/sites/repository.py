@@ -1,0 +1,81 @@
+"""All SQL for sites and their hostnames."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from app.db import insert_for
+from app.models import Site, SiteHostname
+from app.sites.scope import SiteScope
+
+
+def find_by_key(session: Session, public_key: str) -> Site | None:
+    return session.scalars(select(Site).where(Site.public_key == public_key)).one_or_none()
+
+
+def list_for_account(session: Session, account_id: int) -> Sequence[Site]:
+    return session.scalars(
+        select(Site).where(Site.account_id == account_id).order_by(Site.created_at, Site.id)
+    ).all()
+
+
+def insert(
+    session: Session,
+    *,
+    account_id: int,
+    public_key: str,
+    name: str,
+    domain: str,
+    created_at: dt.datetime,
+) -> Site:
+    site = Site(
+        account_id=account_id,
+        public_key=public_key,
+        name=name,
+        domain=domain,
+        is_public=True,
+        created_at=created_at,
+    )
+    session.add(site)
+    session.flush()
+    session.add(SiteHostname(site_id=site.id, hostname=domain))
+    session.flush()
+    return site
+
+
+def hostnames(session: Session, scope: SiteScope) -> list[str]:
+    return list(
+        session.scalars(
+            select(SiteHostname.hostname)
+            .where(SiteHostname.site_id == scope.site_id)
+            .order_by(SiteHostname.hostname)
+        )
+    )
+
+
+def add_hostname(session: Session, scope: SiteScope, hostname: str) -> None:
+    stmt = insert_for(session, SiteHostname).values(site_id=scope.site_id, hostname=hostname)
+    session.execute(stmt.on_conflict_do_nothing())
+
+
+def remove_hostname(session: Session, scope: SiteScope, hostname: str) -> int:
+    result = session.execute(
+        delete(SiteHostname).where(
+            SiteHostname.site_id == scope.site_id, SiteHostname.hostname == hostname
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def update_settings(session: Session, scope: SiteScope, *, name: str, is_public: bool) -> None:
+    session.execute(
+        update(Site).where(Site.id == scope.site_id).values(name=name, is_public=is_public)
+    )
+
+
+def delete_site(session: Session, scope: SiteScope) -> None:
+    session.execute(delete(Site).where(Site.id == scope.site_id))

@@ -1,0 +1,5 @@
+"""Routes: filled in by the feature work."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

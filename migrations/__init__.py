@@ -1,0 +1,1 @@
+"""Alembic migrations; run them with `hitmap migrate` (also done by `hitmap serve`)."""

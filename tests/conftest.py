@@ -1,0 +1,107 @@
+"""Fixtures: every database test runs on SQLite and on PostgreSQL, rolled back per test."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Engine
+
+from app.clock import FixedClock
+from app.context import AppContext, build_context
+from app.db import Database, make_engine
+from app.main import create_app
+from app.migrate import upgrade
+from app.settings import Settings
+
+TEST_GEOIP = Path(__file__).parent / "data" / "geoip" / "GeoIP2-City-Test.mmdb"
+PG_ADMIN_DSN = os.environ.get("HITMAP_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+START = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+
+
+def _pg_url(dbname: str) -> str:
+    params = dict(p.split("=", 1) for p in PG_ADMIN_DSN.split())
+    user = params.get("user", "postgres")
+    return f"postgresql+psycopg://{user}@{params.get('host', '127.0.0.1')}:{params.get('port', '5432')}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this run, dropped at the end."""
+    name = f"hitmap_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _pg_url(name)
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'hitmap.sqlite3'}"
+    url: str = request.getfixturevalue("postgres_database")
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn:
+        outer = conn.begin()
+        try:
+            yield conn
+        finally:
+            outer.rollback()
+
+
+@pytest.fixture
+def db(engine: Engine, connection: Connection) -> Database:
+    """A Database whose commits are savepoints inside the test's rolled-back transaction."""
+    return Database(engine, bind=connection)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(START)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        secret_key=TEST_SECRET,
+        geoip_path=TEST_GEOIP,
+        base_url="http://hitmap.test",
+        # TestClient requests come from 127.0.0.1, standing in for a reverse proxy.
+        trusted_proxies=["127.0.0.1"],
+    )
+
+
+@pytest.fixture
+def ctx(settings: Settings, db: Database, clock: FixedClock) -> AppContext:
+    return build_context(settings, db=db, clock=clock)
+
+
+@pytest.fixture
+def client(ctx: AppContext) -> Iterator[TestClient]:
+    with TestClient(
+        create_app(ctx), base_url="http://hitmap.test", client=("127.0.0.1", 50000)
+    ) as test_client:
+        yield test_client
