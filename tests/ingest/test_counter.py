@@ -32,7 +32,7 @@ def test_same_visitor_twice_a_day_counts_once(ctx, client):
     assert len(visits) == 1
     v = visits[0]
     assert (v.country_code, v.city) == ("GB", "London")
-    assert (v.latitude, v.longitude, v.accuracy_km) == (51.51, -0.09, 100)
+    assert (v.latitude, v.longitude, v.accuracy_km) == (51.51, -0.09, 10)
 
 
 def test_other_user_agent_is_another_visitor(ctx, client):
