@@ -23,9 +23,7 @@ class AppContext:
     ingest: IngestService = field(init=False)
 
     def __post_init__(self) -> None:
-        self.ingest = IngestService(
-            self.db, self.clock, self.geo, self.settings.trusted_networks
-        )
+        self.ingest = IngestService(self.db, self.clock, self.geo, self.settings.trusted_networks)
 
     @property
     def login_policy(self) -> LoginPolicy:

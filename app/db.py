@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.dml import Insert
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -75,7 +74,7 @@ class Database:
             session.close()
 
 
-def insert_for(session: Session, table: Any) -> Insert:
+def insert_for(session: Session, table: Any) -> postgresql.Insert | sqlite.Insert:
     """A dialect insert that supports ON CONFLICT on both databases."""
     name = session.get_bind().dialect.name
     if name == "postgresql":

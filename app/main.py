@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -87,7 +88,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         return _error_response(request, 400, f"{field}: {first.get('msg', 'invalid')}")
 
     @app.middleware("http")
-    async def _headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+    async def _headers(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
         new_csrf = getattr(request.state, "new_csrf", None)
         if new_csrf:

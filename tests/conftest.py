@@ -21,15 +21,17 @@ from app.migrate import upgrade
 from app.settings import Settings
 
 TEST_GEOIP = Path(__file__).parent / "data" / "geoip" / "GeoIP2-City-Test.mmdb"
-PG_ADMIN_DSN = os.environ.get("HITMAP_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+PG_ADMIN_DSN = os.environ.get(
+    "HITMAP_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+)
 TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 START = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 
 
 def _pg_url(dbname: str) -> str:
     params = dict(p.split("=", 1) for p in PG_ADMIN_DSN.split())
-    user = params.get("user", "postgres")
-    return f"postgresql+psycopg://{user}@{params.get('host', '127.0.0.1')}:{params.get('port', '5432')}/{dbname}"
+    user, host, port = params.get("user", "postgres"), params.get("host"), params.get("port")
+    return f"postgresql+psycopg://{user}@{host or '127.0.0.1'}:{port or '5432'}/{dbname}"
 
 
 @pytest.fixture(scope="session")

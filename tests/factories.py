@@ -17,7 +17,9 @@ DEFAULT_PASSWORD = "correct horse battery staple"
 _counter = itertools.count(1)
 
 
-def make_account(ctx: AppContext, email: str | None = None, password: str = DEFAULT_PASSWORD) -> Account:
+def make_account(
+    ctx: AppContext, email: str | None = None, password: str = DEFAULT_PASSWORD
+) -> Account:
     email = email or f"owner{next(_counter)}@example.org"
     with ctx.db.session() as session:
         return accounts.sign_up(session, ctx.clock, email, password)
@@ -27,7 +29,9 @@ def make_site(
     ctx: AppContext, account: Account, domain: str = "blog.example.org", name: str | None = None
 ) -> SiteScope:
     with ctx.db.session() as session:
-        return sites.create_site(session, ctx.clock, account_id=account.id, domain=domain, name=name)
+        return sites.create_site(
+            session, ctx.clock, account_id=account.id, domain=domain, name=name
+        )
 
 
 def csrf_from(html: str) -> str:

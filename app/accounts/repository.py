@@ -44,7 +44,9 @@ def insert_session(
     session: Session, *, token_hash: bytes, account_id: int, now: dt.datetime, expires: dt.datetime
 ) -> None:
     session.add(
-        LoginSession(token_hash=token_hash, account_id=account_id, created_at=now, expires_at=expires)
+        LoginSession(
+            token_hash=token_hash, account_id=account_id, created_at=now, expires_at=expires
+        )
     )
     session.flush()
 
@@ -98,7 +100,13 @@ def clear_throttle(session: Session, bucket: bytes) -> None:
 
 
 def insert_token(
-    session: Session, *, account_id: int, name: str, token_hash: bytes, prefix: str, now: dt.datetime
+    session: Session,
+    *,
+    account_id: int,
+    name: str,
+    token_hash: bytes,
+    prefix: str,
+    now: dt.datetime,
 ) -> ApiToken:
     token = ApiToken(
         account_id=account_id, name=name, token_hash=token_hash, prefix=prefix, created_at=now

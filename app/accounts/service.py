@@ -26,7 +26,7 @@ from app.security import (
 )
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-API_TOKEN_PREFIX = "hm_"
+API_TOKEN_PREFIX = "hm_"  # noqa: S105 - a public marker, not a secret
 MAX_TOKEN_NAME = 100
 
 

@@ -42,7 +42,9 @@ def counter(key: str, request: Request) -> Response:
     response_headers = {**COUNTER_HEADERS, "ETag": etag}
     if status == 200 and headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=response_headers)
-    return Response(result.image, status_code=status, media_type="image/png", headers=response_headers)
+    return Response(
+        result.image, status_code=status, media_type="image/png", headers=response_headers
+    )
 
 
 def _purpose(request: Request) -> str | None:
@@ -57,5 +59,8 @@ def widget_script() -> Response:
     return Response(
         WIDGET_SOURCE,
         media_type="text/javascript",
-        headers={"Cache-Control": "public, max-age=3600", "Cross-Origin-Resource-Policy": "cross-origin"},
+        headers={
+            "Cache-Control": "public, max-age=3600",
+            "Cross-Origin-Resource-Policy": "cross-origin",
+        },
     )

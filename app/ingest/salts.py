@@ -56,5 +56,7 @@ class SaltKeeper:
         with self._db.session() as session:
             removed = repository.delete_salts_before(session, today - dt.timedelta(days=1))
         with self._lock:
-            self._cache = {d: s for d, s in self._cache.items() if d >= today - dt.timedelta(days=1)}
+            self._cache = {
+                d: s for d, s in self._cache.items() if d >= today - dt.timedelta(days=1)
+            }
         return removed

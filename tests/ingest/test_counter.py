@@ -116,11 +116,19 @@ def test_conditional_request_revalidates_and_still_counts(ctx, client):
     site = make_site(ctx, make_account(ctx))
     first = hit(client, site.public_key)
     assert first.headers["cache-control"] == "private, no-cache"
-    again = hit(client, site.public_key, ip="89.160.20.112",
-                headers={"if-none-match": first.headers["etag"]})
+    again = hit(
+        client,
+        site.public_key,
+        ip="89.160.20.112",
+        headers={"if-none-match": first.headers["etag"]},
+    )
     # A new visitor changes the total, so the image changes: full answer, counted.
     assert again.status_code == 200
-    repeat = hit(client, site.public_key, ip="89.160.20.112",
-                 headers={"if-none-match": again.headers["etag"]})
+    repeat = hit(
+        client,
+        site.public_key,
+        ip="89.160.20.112",
+        headers={"if-none-match": again.headers["etag"]},
+    )
     assert repeat.status_code == 304
     assert len(_visits(ctx, site)) == 2

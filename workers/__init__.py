@@ -1,0 +1,1 @@
+"""Background jobs (nightly rendering comes with the maps issue)."""
