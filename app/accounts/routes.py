@@ -1,5 +1,265 @@
-"""Routes: filled in by the feature work."""
+"""Pages for the start page, sign-up, login/logout and the account settings.
 
-from fastapi import APIRouter
+Thin by design: parse the form, call app.accounts.service, pick a response.
+Form errors re-render the page with the message (never the password) and the
+error's status; the unit of work (deps.DbSession) commits when a route returns.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from app import deps
+from app.accounts import service as accounts
+from app.accounts.schemas import DEFAULT_AFTER_LOGIN, TokenRow, safe_next_path
+from app.context import AppContext
+from app.deps import Csrf, CurrentAccount, DbSession, MaybeAccount
+from app.errors import Conflict, InvalidInput, NotAuthenticated, RateLimited
+from app.models import Account
+from app.templating import render
 
 router = APIRouter()
+
+FormText = Annotated[str, Form()]
+
+ACCOUNT_DELETED = "Your account and all its sites, visits and statistics were deleted."
+PASSWORD_CHANGED = "Your password was changed. Other devices were logged out."
+TOKEN_REVOKED = "The API token was revoked; programs using it can no longer sign in."
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _with_flash(path: str, message: str) -> str:
+    return f"{path}?flash={quote(message)}"
+
+
+def _no_store(response: Response) -> Response:
+    # Pages with account details or a fresh token must not stay in caches or history.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _set_session_cookie(response: Response, ctx: AppContext, token: str) -> None:
+    response.set_cookie(
+        deps.SESSION_COOKIE,
+        token,
+        max_age=ctx.settings.session_days * 24 * 60 * 60,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=ctx.settings.secure_cookies,
+    )
+
+
+def _clear_session_cookie(response: Response, ctx: AppContext) -> None:
+    response.delete_cookie(
+        deps.SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=ctx.settings.secure_cookies,
+    )
+
+
+def _log_in(
+    request: Request, ctx: AppContext, session: Session, account: Account, to: str
+) -> RedirectResponse:
+    # A login replaces whatever session this browser had before.
+    accounts.end_session(session, request.cookies.get(deps.SESSION_COOKIE))
+    token = accounts.start_session(session, ctx.clock, ctx.login_policy, account)
+    response = _redirect(to)
+    _set_session_cookie(response, ctx, token)
+    return response
+
+
+# --- start page ---------------------------------------------------------------
+
+
+@router.get("/", include_in_schema=False)
+def home(request: Request, account: MaybeAccount) -> Response:
+    if account is not None:
+        return _redirect(DEFAULT_AFTER_LOGIN)
+    return render(request, "home.html")
+
+
+# --- sign-up ------------------------------------------------------------------
+
+
+@router.get("/signup", include_in_schema=False)
+def signup_page(request: Request, account: MaybeAccount) -> Response:
+    if account is not None:
+        return _redirect(DEFAULT_AFTER_LOGIN)
+    return render(request, "signup.html", {"email": ""})
+
+
+@router.post("/signup", include_in_schema=False, dependencies=[Csrf])
+def signup(
+    request: Request,
+    ctx: deps.Ctx,
+    session: DbSession,
+    _account: MaybeAccount,
+    email: FormText = "",
+    password: FormText = "",
+    password_confirm: FormText = "",
+) -> Response:
+    try:
+        if password != password_confirm:
+            raise InvalidInput("the two passwords are not the same; type them again")
+        account = accounts.sign_up(session, ctx.clock, email, password)
+    except (InvalidInput, Conflict) as exc:
+        return render(
+            request,
+            "signup.html",
+            {"email": email.strip(), "error": exc.message, "conflict": isinstance(exc, Conflict)},
+            exc.status,
+        )
+    return _log_in(request, ctx, session, account, DEFAULT_AFTER_LOGIN)
+
+
+# --- login / logout -----------------------------------------------------------
+
+
+@router.get("/login", include_in_schema=False)
+def login_page(request: Request, account: MaybeAccount, next: str | None = None) -> Response:
+    to = safe_next_path(next)
+    if account is not None:
+        return _redirect(to)
+    return render(request, "login.html", {"email": "", "next": to})
+
+
+@router.post("/login", include_in_schema=False, dependencies=[Csrf])
+def login(
+    request: Request,
+    ctx: deps.Ctx,
+    session: DbSession,
+    _account: MaybeAccount,
+    email: FormText = "",
+    password: FormText = "",
+    next: FormText = "",
+) -> Response:
+    to = safe_next_path(next or request.query_params.get("next"))
+    try:
+        account = accounts.authenticate(
+            session,
+            ctx.clock,
+            ctx.login_policy,
+            ctx.secret,
+            email=email,
+            password=password,
+            client_ip=deps.client_ip(request),
+        )
+    except (NotAuthenticated, RateLimited) as exc:
+        # Returned, not raised: the failure counter must be committed with this request.
+        response = render(
+            request,
+            "login.html",
+            {"email": email.strip(), "next": to, "error": exc.message},
+            exc.status,
+        )
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(ctx.settings.login_window_seconds)
+        return response
+    return _log_in(request, ctx, session, account, to)
+
+
+@router.post("/logout", include_in_schema=False, dependencies=[Csrf])
+def logout(request: Request, ctx: deps.Ctx, session: DbSession) -> Response:
+    accounts.end_session(session, request.cookies.get(deps.SESSION_COOKIE))
+    response = _redirect("/")
+    _clear_session_cookie(response, ctx)
+    return response
+
+
+# --- account settings ---------------------------------------------------------
+
+
+def _account_page(
+    request: Request,
+    session: Session,
+    account: Account,
+    status_code: int = 200,
+    **extra: Any,
+) -> Response:
+    tokens = [TokenRow.of(t) for t in accounts.list_api_tokens(session, account)]
+    context = {"email": account.email, "tokens": tokens, **extra}
+    return _no_store(render(request, "account.html", context, status_code))
+
+
+@router.get("/account", include_in_schema=False)
+def account_page(request: Request, session: DbSession, account: CurrentAccount) -> Response:
+    return _account_page(request, session, account)
+
+
+@router.post("/account/password", include_in_schema=False, dependencies=[Csrf])
+def change_password(
+    request: Request,
+    session: DbSession,
+    account: CurrentAccount,
+    current_password: FormText = "",
+    new_password: FormText = "",
+    new_password_confirm: FormText = "",
+) -> Response:
+    try:
+        if new_password != new_password_confirm:
+            raise InvalidInput("the two new passwords are not the same; type them again")
+        accounts.change_password(
+            session,
+            account,
+            current=current_password,
+            new=new_password,
+            keep_session=request.cookies.get(deps.SESSION_COOKIE),
+        )
+    except InvalidInput as exc:
+        return _account_page(request, session, account, exc.status, password_error=exc.message)
+    return _redirect(_with_flash("/account", PASSWORD_CHANGED))
+
+
+@router.post("/account/tokens", include_in_schema=False, dependencies=[Csrf])
+def create_token(
+    request: Request,
+    ctx: deps.Ctx,
+    session: DbSession,
+    account: CurrentAccount,
+    name: FormText = "",
+) -> Response:
+    try:
+        token = accounts.create_api_token(session, ctx.clock, account, name)
+    except InvalidInput as exc:
+        return _account_page(
+            request, session, account, exc.status, token_error=exc.message, token_name=name
+        )
+    # Shown once, on this page only: never put in a URL, a cookie or a log.
+    return _account_page(request, session, account, new_token=token, new_token_name=name.strip())
+
+
+@router.post("/account/tokens/{token_id}/revoke", include_in_schema=False, dependencies=[Csrf])
+def revoke_token(session: DbSession, account: CurrentAccount, token_id: int) -> Response:
+    accounts.revoke_api_token(session, account, token_id)
+    return _redirect(_with_flash("/account", TOKEN_REVOKED))
+
+
+@router.post("/account/delete", include_in_schema=False, dependencies=[Csrf])
+def delete_account(
+    request: Request,
+    ctx: deps.Ctx,
+    session: DbSession,
+    account: CurrentAccount,
+    password: FormText = "",
+) -> Response:
+    try:
+        accounts.delete_account(session, account, password=password)
+    except InvalidInput as exc:
+        return _account_page(request, session, account, exc.status, delete_error=exc.message)
+    response = _redirect(_with_flash("/", ACCOUNT_DELETED))
+    _clear_session_cookie(response, ctx)
+    return response

@@ -23,6 +23,7 @@ def _scope(site: Site, access: Access) -> SiteScope:
         name=site.name,
         domain=site.domain,
         is_public=site.is_public,
+        created_at=site.created_at,
         access=access,
     )
 
@@ -43,6 +44,15 @@ def owned_site(session: Session, account_id: int, key: str) -> SiteScope:
 
 def owned_sites(session: Session, account_id: int) -> list[SiteScope]:
     return [_scope(s, Access.OWNER) for s in repository.list_for_account(session, account_id)]
+
+
+def site_for_admin(session: Session, key: str) -> SiteScope:
+    """Any site by its key, for the self-hoster's own command line (``hitmap stats``).
+
+    Never reachable from HTTP: the CLI runs with the operator's access to the
+    database anyway. Unknown keys raise NotFound like everywhere else.
+    """
+    return _scope(_find(session, key), Access.OWNER)
 
 
 def adopt_new_site(site: Site) -> SiteScope:

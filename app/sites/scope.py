@@ -8,6 +8,7 @@ not a data leak.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -28,6 +29,7 @@ class SiteScope:
     name: str
     domain: str
     is_public: bool
+    created_at: dt.datetime
     access: Access
     _token: object = field(repr=False, compare=False)
 
@@ -48,6 +50,7 @@ def _issue(
     name: str,
     domain: str,
     is_public: bool,
+    created_at: dt.datetime,
     access: Access,
 ) -> SiteScope:
     return SiteScope(
@@ -57,6 +60,7 @@ def _issue(
         name=name,
         domain=domain,
         is_public=is_public,
+        created_at=created_at,
         access=access,
         _token=_AUTHZ_TOKEN,
     )

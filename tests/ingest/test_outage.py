@@ -1,0 +1,49 @@
+"""The counter never answers 500 because of the database."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from app.context import build_context
+from app.db import Database, make_engine
+from app.ingest.counter_image import render_total
+from app.main import create_app
+from tests.factories import hit, make_account, make_site
+
+
+def _unreachable(database_url: str, tmp_path) -> Database:
+    if database_url.startswith("sqlite"):
+        return Database(make_engine(f"sqlite:///{tmp_path}/missing/dir/hitmap.sqlite3"))
+    return Database(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/hitmap"))
+
+
+def test_counter_answers_an_image_when_the_database_is_unreachable(
+    settings, clock, database_url, tmp_path, caplog
+):
+    ctx = build_context(settings, db=_unreachable(database_url, tmp_path), clock=clock)
+    with TestClient(create_app(ctx), client=("127.0.0.1", 5000)) as client:
+        response = hit(client, "AAAAAAAAAAAAAAAAAAAAAA")
+    assert response.status_code == 200
+    assert response.content.startswith(b"\x89PNG")
+    assert ctx.ingest.lost_hits == 1
+    assert "not recorded" in caplog.text
+    assert "81.2.69.142" not in caplog.text
+
+
+def test_write_failure_keeps_the_counter_image(ctx, client, monkeypatch, caplog):
+    site = make_site(ctx, make_account(ctx))
+    assert hit(client, site.public_key).status_code == 200  # warms the site and total caches
+
+    from sqlalchemy.exc import OperationalError
+
+    from app.ingest import repository
+
+    def broken(*args, **kwargs):
+        raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(repository, "insert_visit", broken)
+    response = hit(client, site.public_key, ip="89.160.20.112")
+    assert response.status_code == 200
+    assert response.content == render_total(1)  # the cached total, not a broken image
+    assert ctx.ingest.lost_hits == 1
+    assert "89.160.20.112" not in caplog.text
