@@ -1,0 +1,22 @@
+"""Salts go 48 hours after their day began, even on an instance that gets no hits."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from app.ingest.repository import stored_salt_days
+from workers.housekeeping import rotate_salts
+
+
+def test_rotation_deletes_salts_older_than_48_hours(ctx, clock):
+    salts = ctx.ingest.salts
+    first = salts.salt_for(dt.date(2026, 11, 22))
+    assert salts.salt_for(dt.date(2026, 11, 22)) == first  # stable within the day
+    clock.set(dt.datetime(2026, 11, 23, 0, 0, 1, tzinfo=dt.UTC))
+    second = salts.salt_for(dt.date(2026, 11, 23))
+    assert second != first
+    assert rotate_salts(ctx) == 0  # yesterday's salt is only 24 h old
+    clock.set(dt.datetime(2026, 11, 24, 0, 0, 1, tzinfo=dt.UTC))
+    assert rotate_salts(ctx) == 1
+    with ctx.db.session() as session:
+        assert stored_salt_days(session) == [dt.date(2026, 11, 23)]

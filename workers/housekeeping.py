@@ -1,0 +1,35 @@
+"""Hourly housekeeping that every deployment needs, even the embedded one.
+
+Salts are also rotated on the first hit of a new day; this job makes sure a
+quiet instance still deletes them 48 hours after their day began.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from app.context import AppContext
+
+log = logging.getLogger("hitmap.housekeeping")
+
+INTERVAL_SECONDS = 3600.0
+
+
+def rotate_salts(ctx: AppContext) -> int:
+    removed = ctx.ingest.rotate_salts()
+    if removed:
+        log.info("deleted %d expired visitor-hash salts", removed)
+    return removed
+
+
+async def run_forever(ctx: AppContext, interval: float = INTERVAL_SECONDS) -> None:
+    while True:
+        try:
+            await run_in_threadpool(rotate_salts, ctx)
+        except SQLAlchemyError:
+            log.exception("salt rotation failed; will retry")
+        await asyncio.sleep(interval)
