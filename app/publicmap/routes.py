@@ -1,5 +1,27 @@
-"""Routes: filled in by the feature work."""
+"""The public map page of a site: anyone for a public site, only its owner for a private one."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from app.deps import DbSession, MaybeAccount
+from app.sites import authz
+from app.stats import service as stats
+from app.templating import render
+
+router = APIRouter(tags=["public map"])
+
+
+@router.get("/map/{key}", response_class=HTMLResponse, name="public_map")
+def public_map(
+    key: str, request: Request, session: DbSession, account: MaybeAccount
+) -> HTMLResponse:
+    # A private site answers 404 to everyone but its owner: as if it did not exist.
+    scope = authz.viewable_site(session, account.id if account else None, key)
+    summary = stats.public_summary(session, scope)
+    response = render(request, "map.html", {"site": scope, "summary": summary})
+    if not scope.is_public:
+        # The owner's preview of a private map must not linger in shared caches.
+        response.headers["Cache-Control"] = "private, no-store"
+    return response
