@@ -85,7 +85,9 @@ def live_hitmap(
             geoip_path=TEST_GEOIP,
             base_url=f"http://{host}:{port}",
         )
-        server = LiveServer(build_context(settings, db=Database(engine), clock=clock or SystemClock()), port)
+        server = LiveServer(
+            build_context(settings, db=Database(engine), clock=clock or SystemClock()), port
+        )
         server.start()
         try:
             yield server
