@@ -27,9 +27,11 @@ router = APIRouter()
 
 FormText = Annotated[str, Form()]
 
-ACCOUNT_DELETED = "Your account and all its sites, visits and statistics were deleted."
-PASSWORD_CHANGED = "Your password was changed. Other devices were logged out."
-TOKEN_REVOKED = "The API token was revoked; programs using it can no longer sign in."
+# Flash messages shown after a redirect.
+FLASH_ACCOUNT_DELETED = "Your account and all its sites, visits and statistics were deleted."
+# (S105: these names mention passwords and tokens, but the values are messages.)
+FLASH_PASSWORD_CHANGED = "Your password was changed; other devices were logged out."  # noqa: S105
+FLASH_TOKEN_REVOKED = "The API token was revoked; programs using it stop working."  # noqa: S105
 
 
 # --- helpers ------------------------------------------------------------------
@@ -200,6 +202,13 @@ def account_page(request: Request, session: DbSession, account: CurrentAccount) 
     return _account_page(request, session, account)
 
 
+@router.get("/account/{_action:path}", include_in_schema=False)
+def account_action_page(_action: str) -> Response:
+    # The account forms post to /account/...; a browser lands here with GET after
+    # logging in again (deps.LoginRequired sends it back to the path it posted to).
+    return _redirect("/account")
+
+
 @router.post("/account/password", include_in_schema=False, dependencies=[Csrf])
 def change_password(
     request: Request,
@@ -221,7 +230,7 @@ def change_password(
         )
     except InvalidInput as exc:
         return _account_page(request, session, account, exc.status, password_error=exc.message)
-    return _redirect(_with_flash("/account", PASSWORD_CHANGED))
+    return _redirect(_with_flash("/account", FLASH_PASSWORD_CHANGED))
 
 
 @router.post("/account/tokens", include_in_schema=False, dependencies=[Csrf])
@@ -245,7 +254,7 @@ def create_token(
 @router.post("/account/tokens/{token_id}/revoke", include_in_schema=False, dependencies=[Csrf])
 def revoke_token(session: DbSession, account: CurrentAccount, token_id: int) -> Response:
     accounts.revoke_api_token(session, account, token_id)
-    return _redirect(_with_flash("/account", TOKEN_REVOKED))
+    return _redirect(_with_flash("/account", FLASH_TOKEN_REVOKED))
 
 
 @router.post("/account/delete", include_in_schema=False, dependencies=[Csrf])
@@ -260,6 +269,6 @@ def delete_account(
         accounts.delete_account(session, account, password=password)
     except InvalidInput as exc:
         return _account_page(request, session, account, exc.status, delete_error=exc.message)
-    response = _redirect(_with_flash("/", ACCOUNT_DELETED))
+    response = _redirect(_with_flash("/", FLASH_ACCOUNT_DELETED))
     _clear_session_cookie(response, ctx)
     return response
