@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+from argon2 import PasswordHasher
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine
@@ -32,6 +33,18 @@ def _pg_url(dbname: str) -> str:
     params = dict(p.split("=", 1) for p in PG_ADMIN_DSN.split())
     user, host, port = params.get("user", "postgres"), params.get("host"), params.get("port")
     return f"postgresql+psycopg://{user}@{host or '127.0.0.1'}:{port or '5432'}/{dbname}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Argon2 at production cost makes each sign-up ~60 ms; tests need the logic, not the cost."""
+    import app.security as security
+
+    strong = security._hasher
+    security._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    security.DUMMY_PASSWORD_HASH = security._hasher.hash("dummy")
+    yield
+    security._hasher = strong
 
 
 @pytest.fixture(scope="session")
