@@ -39,7 +39,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         version=__version__,
         description="Visitor maps and click heatmaps. The JSON API lives under /api/v1 and "
         "takes a per-account bearer token (create one on your account page).",
-        docs_url="/docs",
+        docs_url=None,  # app.api.docs serves /docs with local Swagger UI files
         redoc_url=None,
     )
     app.state.ctx = ctx
@@ -77,7 +77,9 @@ def create_app(ctx: AppContext) -> FastAPI:
         message = exc.detail if isinstance(exc.detail, str) else "error"
         if exc.status_code == 404:
             message = "Not found"
-        return _error_response(request, exc.status_code, message)
+        response = _error_response(request, exc.status_code, message)
+        response.headers.update(exc.headers or {})  # WWW-Authenticate, Allow, …
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -1,0 +1,256 @@
+"""The `hitmap` command: serve, migrate and administer a self-hosted Hitmap.
+
+Settings come from HITMAP_* variables, as for the server. Exit codes: 0 done,
+1 the request was refused (unknown site, duplicate account, ...), 2 bad usage or
+bad settings. Tests pass a ready AppContext as click's ``obj`` (``main(obj=ctx)``);
+otherwise commands build one from the settings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+import click
+import uvicorn
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from app import __version__
+from app.accounts import service as accounts
+from app.clock import utc_today
+from app.context import AppContext, build_context
+from app.db import make_engine
+from app.errors import DomainError
+from app.migrate import is_current, upgrade
+from app.settings import Settings, SettingsError, load_settings
+from app.sites import authz
+from app.sites import service as sites
+from app.stats import service as stats
+
+DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+
+class ConfigError(click.ClickException):
+    """A bad HITMAP_* setting: the message says how to fix it."""
+
+    exit_code = 2
+
+
+class _Cli(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SettingsError as exc:
+            raise ConfigError(str(exc)) from exc
+        except DomainError as exc:
+            raise click.ClickException(exc.message) from exc
+        except OperationalError as exc:
+            first = str(exc.orig or exc).strip().splitlines()[0]
+            raise click.ClickException(f"cannot use the database: {first}") from exc
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _settings(**overrides: object) -> Settings:
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    if settings.database_url is None:
+        settings.ensure_data_dir()  # the SQLite file lives there
+    return settings
+
+
+def _context() -> AppContext:
+    """The injected context (tests) or one built from the settings, on a migrated database."""
+    root = click.get_current_context().find_root()
+    if isinstance(root.obj, AppContext):
+        return root.obj
+    ctx = build_context(_settings())
+    if not is_current(ctx.db.engine):
+        raise click.ClickException(
+            f"the database {_safe_url(ctx.settings.effective_database_url)} is not migrated "
+            "to this version of Hitmap; run `hitmap migrate` first"
+        )
+    root.obj = ctx
+    return ctx
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        heads = MigrationContext.configure(conn).get_current_heads()
+    return ", ".join(heads) or None
+
+
+@click.group("hitmap", cls=_Cli)
+@click.version_option(__version__, prog_name="hitmap")
+def main() -> None:
+    """Hitmap: visitor maps for websites.
+
+    Settings are HITMAP_* environment variables (HITMAP_DATA_DIR,
+    HITMAP_DATABASE_URL, HITMAP_BASE_URL, ...). The default needs no server:
+    SQLite and the secret key in ./hitmap-data, and the bundled GeoIP database.
+    """
+
+
+@main.command()
+@click.option("--host", help="Address to listen on. Default: HITMAP_HOST or 127.0.0.1.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Port to listen on. Default: HITMAP_PORT or 8000."
+)
+def serve(host: str | None, port: int | None) -> None:
+    """Migrate the database, then serve the web app, counter and API."""
+    settings = _settings(host=host, port=port)
+    settings.ensure_data_dir()
+    ctx = build_context(settings)
+    upgrade(ctx.db.engine)
+    from app.main import create_app
+
+    app = create_app(ctx)
+    where = f"data in {settings.data_dir}"
+    if settings.database_url:
+        where += f", database {_safe_url(settings.database_url)}"
+    click.echo(f"Hitmap running at {settings.base_url}, {where}")
+    listen = f"http://{settings.host}:{settings.port}"
+    if listen != settings.base_url:
+        click.echo(f"(listening on {listen}; snippets use HITMAP_BASE_URL={settings.base_url})")
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        # Visitor IPs must never reach a log: no access log, no WebSocket
+        # handshake log, and no X-Forwarded-For rewriting behind the app's
+        # own HITMAP_TRUSTED_PROXIES rule.
+        access_log=False,
+        ws="none",
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations up to this version of Hitmap."""
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    try:
+        before = _revision(engine)
+        upgrade(engine)
+        after = _revision(engine)
+    finally:
+        engine.dispose()
+    change = "already current" if before == after else f"was {before or 'empty'}"
+    click.echo(f"database {_safe_url(settings.effective_database_url)}: {after} ({change})")
+
+
+@main.group()
+def account() -> None:
+    """Manage accounts."""
+
+
+@account.command("create")
+@click.argument("email")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input "
+    "(automatic when standard input is not a terminal).",
+)
+def account_create(email: str, password_stdin: bool) -> None:
+    """Create an account that can log in with EMAIL.
+
+    The password is asked for twice, hidden, or read from standard input.
+    """
+    email = accounts.normalize_email(email)
+    if password_stdin or not _interactive():
+        line = sys.stdin.readline()
+        if not line.strip():
+            raise click.ClickException("no password on standard input")
+        password = line.rstrip("\r\n")
+    else:
+        password = click.prompt(
+            "Password", hide_input=True, confirmation_prompt="Repeat the password"
+        )
+    ctx = _context()
+    with ctx.db.session() as session:
+        created = accounts.sign_up(session, ctx.clock, email, password)
+    click.echo(f"created account {created.email}")
+
+
+@main.group()
+def site() -> None:
+    """Manage sites."""
+
+
+@site.command("add")
+@click.option("--owner", required=True, metavar="EMAIL", help="Email of the owning account.")
+@click.option("--domain", required=True, help="The site's host name, e.g. blog.example.org.")
+@click.option("--name", help="Display name. Default: the domain.")
+def site_add(owner: str, domain: str, name: str | None) -> None:
+    """Register a site and print its key and the snippet to paste."""
+    ctx = _context()
+    with ctx.db.session() as session:
+        owner_account = accounts.find_account(session, owner)
+        scope = sites.create_site(
+            session, ctx.clock, account_id=owner_account.id, domain=domain, name=name
+        )
+    snippet = sites.snippet(ctx.settings.base_url, scope)
+    click.echo(f"site {scope.name} ({scope.domain}) for {owner_account.email}")
+    click.echo(f"key: {scope.public_key}")
+    click.echo("snippet, to paste into every page:")
+    click.echo(snippet.counter_html)
+    click.echo(snippet.script_html)
+
+
+# Site keys may start with "-": with no short options, such a KEY is not taken for one.
+@main.command("stats", context_settings={"ignore_unknown_options": True})
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API's stats answer.")
+@click.option(
+    "--from", "start", type=DATE, metavar="YYYY-MM-DD", help="First day. Default: --to - 29 days."
+)
+@click.option(
+    "--to", "end", type=DATE, metavar="YYYY-MM-DD", help="Last day (UTC). Default: today."
+)
+def stats_command(
+    key: str, as_json: bool, start: dt.datetime | None, end: dt.datetime | None
+) -> None:
+    """Visits of the site with KEY: totals, per day and per country.
+
+    An operator's command: it reads any site, whoever owns it.
+    """
+    from app.api.schemas import StatsOut
+
+    ctx = _context()
+    last = end.date() if end else utc_today(ctx.clock)
+    first = start.date() if start else last - dt.timedelta(days=29)
+    with ctx.db.session() as session:
+        scope = authz.site_for_admin(session, key)
+        report = stats.report(session, scope, first, last)
+    if as_json:
+        data = StatsOut.of(scope, report, ctx.settings.base_url).to_json_dict()
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"{scope.name} ({scope.domain}), key {scope.public_key}")
+    click.echo(f"{first} to {last}: {report.total} visits; all time: {report.all_time}")
+    click.echo("\ndate        visits")
+    for day, visits in report.per_day:
+        click.echo(f"{day}  {visits:>6}")
+    click.echo("\ncountry                         visits")
+    for c in report.countries:
+        click.echo(f"{c.code:<3} {c.name[:26]:<26}  {c.visits:>6}")
+    if not report.countries:
+        click.echo("(none)")
+    if report.dropped:
+        click.echo("\nnot counted                     hits")
+        for d in report.dropped:
+            click.echo(f"{d.label[:30]:<30}  {d.hits:>6}")
