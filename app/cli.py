@@ -115,7 +115,7 @@ def serve(host: str | None, port: int | None) -> None:
     upgrade(ctx.db.engine)
     from app.main import create_app
 
-    app = create_app(ctx)
+    app = create_app(ctx, background_jobs=True)
     where = f"data in {settings.data_dir}"
     if settings.database_url:
         where += f", database {_safe_url(settings.database_url)}"

@@ -61,7 +61,11 @@ def require_account(
     request: Request, account: Annotated[Account | None, Depends(optional_account)]
 ) -> Account:
     if account is None:
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        # After logging in, only a page can be returned to; a form post cannot be replayed.
+        if request.method == "GET":
+            path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        else:
+            path = "/sites"
         raise LoginRequired(path)
     return account
 

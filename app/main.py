@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -33,8 +37,24 @@ def _error_response(request: Request, status: int, message: str) -> Response:
     return render(request, "error.html", {"status": status, "message": message}, status)
 
 
-def create_app(ctx: AppContext) -> FastAPI:
+@asynccontextmanager
+async def _housekeeping(app: FastAPI) -> AsyncIterator[None]:
+    from workers.housekeeping import run_forever
+
+    task = asyncio.create_task(run_forever(app.state.ctx))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
+def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
+    """The web app. ``background_jobs`` runs the periodic jobs in this process
+    (``hitmap serve`` does; tests drive the jobs themselves)."""
     app = FastAPI(
+        lifespan=_housekeeping if background_jobs else None,
         title="Hitmap",
         version=__version__,
         description="Visitor maps and click heatmaps. The JSON API lives under /api/v1 and "
@@ -84,7 +104,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": exc.errors()}, status_code=422)
+            return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
         first = exc.errors()[0] if exc.errors() else {}
         field = ".".join(str(p) for p in first.get("loc", ())[1:]) or "input"
         return _error_response(request, 400, f"{field}: {first.get('msg', 'invalid')}")

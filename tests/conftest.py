@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-from argon2 import PasswordHasher
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
+from playwright.sync_api import Browser
 from sqlalchemy import Connection, Engine
 
 from app.clock import FixedClock
@@ -120,3 +122,21 @@ def client(ctx: AppContext) -> Iterator[TestClient]:
         create_app(ctx), base_url="http://hitmap.test", client=("127.0.0.1", 50000)
     ) as test_client:
         yield test_client
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium from Debian, driven by Playwright (never `playwright install`).
+
+    One per run: Playwright's sync API cannot run two instances in one thread.
+    """
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()

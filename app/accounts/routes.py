@@ -8,7 +8,6 @@ error's status; the unit of work (deps.DbSession) commits when a route returns.
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -21,7 +20,7 @@ from app.context import AppContext
 from app.deps import Csrf, CurrentAccount, DbSession, MaybeAccount
 from app.errors import Conflict, InvalidInput, NotAuthenticated, RateLimited
 from app.models import Account
-from app.templating import render
+from app.templating import flash_url, render
 
 router = APIRouter()
 
@@ -41,8 +40,8 @@ def _redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def _with_flash(path: str, message: str) -> str:
-    return f"{path}?flash={quote(message)}"
+def _with_flash(request: Request, path: str, message: str) -> str:
+    return flash_url(request, path, message)
 
 
 def _no_store(response: Response) -> Response:
@@ -230,7 +229,7 @@ def change_password(
         )
     except InvalidInput as exc:
         return _account_page(request, session, account, exc.status, password_error=exc.message)
-    return _redirect(_with_flash("/account", FLASH_PASSWORD_CHANGED))
+    return _redirect(_with_flash(request, "/account", FLASH_PASSWORD_CHANGED))
 
 
 @router.post("/account/tokens", include_in_schema=False, dependencies=[Csrf])
@@ -252,9 +251,11 @@ def create_token(
 
 
 @router.post("/account/tokens/{token_id}/revoke", include_in_schema=False, dependencies=[Csrf])
-def revoke_token(session: DbSession, account: CurrentAccount, token_id: int) -> Response:
+def revoke_token(
+    request: Request, session: DbSession, account: CurrentAccount, token_id: int
+) -> Response:
     accounts.revoke_api_token(session, account, token_id)
-    return _redirect(_with_flash("/account", FLASH_TOKEN_REVOKED))
+    return _redirect(_with_flash(request, "/account", FLASH_TOKEN_REVOKED))
 
 
 @router.post("/account/delete", include_in_schema=False, dependencies=[Csrf])
@@ -269,6 +270,6 @@ def delete_account(
         accounts.delete_account(session, account, password=password)
     except InvalidInput as exc:
         return _account_page(request, session, account, exc.status, delete_error=exc.message)
-    response = _redirect(_with_flash("/", FLASH_ACCOUNT_DELETED))
+    response = _redirect(_with_flash(request, "/", FLASH_ACCOUNT_DELETED))
     _clear_session_cookie(response, ctx)
     return response

@@ -10,7 +10,7 @@ from app.sites import authz
 from app.stats import service as stats
 from app.templating import render
 
-router = APIRouter(tags=["public map"])
+router = APIRouter(tags=["public map"], include_in_schema=False)
 
 
 @router.get("/map/{key}", response_class=HTMLResponse, name="public_map")

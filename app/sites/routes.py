@@ -9,7 +9,6 @@ savepoint); a change redirects back with a flash message.
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,14 +24,16 @@ from app.sites.schemas import PageError, SiteForms, SiteSummary
 from app.sites.scope import SiteScope
 from app.stats import service as stats
 from app.stats.routes import render_site_page, site_path
-from app.templating import render
+from app.templating import flash_url, render
 
-router = APIRouter(tags=["sites"])
+router = APIRouter(tags=["sites"], include_in_schema=False)
 
 TextField = Annotated[str, Form()]
 
 
-def _redirect(path: str, flash: str, *, forget: tuple[AppContext, str] | None = None) -> Response:
+def _redirect(
+    request: Request, path: str, flash: str, *, forget: tuple[AppContext, str] | None = None
+) -> Response:
     """303 to ``path`` with a flash message; ``forget`` drops a site from the counter's cache.
 
     The counter caches sites for a few seconds. The unit of work commits before the
@@ -40,7 +41,7 @@ def _redirect(path: str, flash: str, *, forget: tuple[AppContext, str] | None = 
     is dropped once the change is visible: new hostnames and deletions apply at once.
     """
     task = BackgroundTask(forget[0].ingest.sites.invalidate, forget[1]) if forget else None
-    return RedirectResponse(f"{path}?flash={quote(flash)}", status_code=303, background=task)
+    return RedirectResponse(flash_url(request, path, flash), status_code=303, background=task)
 
 
 @router.get("/sites", response_class=HTMLResponse, name="sites_list")
@@ -80,6 +81,7 @@ def site_create(
             status_code=exc.status,
         )
     return _redirect(
+        request,
         site_path(scope),
         f"{scope.domain} is registered. Add the snippet below to your pages to start counting.",
     )
@@ -117,7 +119,7 @@ def site_settings(
         forms = SiteForms(name=name, is_public=public)
         return _page_error(request, session, scope, exc, "settings", forms)
     return _redirect(
-        site_path(scope), "Settings saved.", forget=(get_ctx(request), scope.public_key)
+        request, site_path(scope), "Settings saved.", forget=(get_ctx(request), scope.public_key)
     )
 
 
@@ -137,6 +139,7 @@ def site_hostname_add(
         forms = SiteForms(hostname=hostname)
         return _page_error(request, session, scope, exc, "hostnames", forms)
     return _redirect(
+        request,
         site_path(scope),
         f"{added} added: the counter now accepts pages from it.",
         forget=(get_ctx(request), scope.public_key),
@@ -158,6 +161,7 @@ def site_hostname_remove(
     except DomainError as exc:
         return _page_error(request, session, scope, exc, "hostnames", SiteForms())
     return _redirect(
+        request,
         site_path(scope),
         f"{hostname.strip().lower()} removed.",
         forget=(get_ctx(request), scope.public_key),
@@ -183,6 +187,7 @@ def site_delete(
     except DomainError as exc:
         return _page_error(request, session, scope, exc, "delete", SiteForms(confirm=confirm))
     return _redirect(
+        request,
         "/sites",
         f"{scope.name} was deleted with all its statistics.",
         forget=(get_ctx(request), scope.public_key),

@@ -20,7 +20,7 @@ from app.stats.schemas import dashboard_view
 from app.stats.service import Range
 from app.templating import render
 
-router = APIRouter(tags=["dashboard"])
+router = APIRouter(tags=["dashboard"], include_in_schema=False)
 
 
 def site_path(scope: SiteScope) -> str:

@@ -33,7 +33,7 @@ def test_settings_rename_and_make_private(ctx, client, owner):
     response = post(client, f"{path}/settings", {"name": "  Renamed  "}, csrf(client, path))
 
     assert response.status_code == 303
-    assert response.headers["location"] == f"{path}?flash=Settings%20saved."
+    assert response.headers["location"].startswith(f"{path}?flash=Settings+saved.&fs=")
     row = site_row(ctx, site.site_id)
     assert row is not None and (row.name, row.is_public) == ("Renamed", False)
     page = client.get(response.headers["location"], headers=HTML)

@@ -20,3 +20,20 @@ def test_rotation_deletes_salts_older_than_48_hours(ctx, clock):
     assert rotate_salts(ctx) == 1
     with ctx.db.session() as session:
         assert stored_salt_days(session) == [dt.date(2026, 11, 23)]
+
+
+def test_serve_runs_housekeeping_in_process(ctx, monkeypatch):
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    import workers.housekeeping as housekeeping
+    from app.main import create_app
+
+    ran = threading.Event()
+    monkeypatch.setattr(housekeeping, "rotate_salts", lambda _ctx: ran.set() or 0)
+    with TestClient(create_app(ctx, background_jobs=True)):
+        assert ran.wait(5), "the housekeeping task did not run at start-up"
+    ran.clear()
+    with TestClient(create_app(ctx)):
+        assert not ran.wait(0.3), "tests' apps must not run background jobs"
