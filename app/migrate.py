@@ -27,7 +27,8 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
 
 def upgrade(engine: Engine) -> None:
     with engine.begin() as conn:
-        command.upgrade(alembic_config(connection=conn), "head")
+        # "heads": features developed side by side may each add a branch until merged.
+        command.upgrade(alembic_config(connection=conn), "heads")
 
 
 def is_current(engine: Engine) -> bool:
