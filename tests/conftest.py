@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
@@ -22,19 +19,11 @@ from app.db import Database, make_engine
 from app.main import create_app
 from app.migrate import upgrade
 from app.settings import Settings
+from tests.databases import fresh_postgres
 
 TEST_GEOIP = Path(__file__).parent / "data" / "geoip" / "GeoIP2-City-Test.mmdb"
-PG_ADMIN_DSN = os.environ.get(
-    "HITMAP_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-)
 TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 START = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
-
-
-def _pg_url(dbname: str) -> str:
-    params = dict(p.split("=", 1) for p in PG_ADMIN_DSN.split())
-    user, host, port = params.get("user", "postgres"), params.get("host"), params.get("port")
-    return f"postgresql+psycopg://{user}@{host or '127.0.0.1'}:{port or '5432'}/{dbname}"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -52,14 +41,8 @@ def cheap_password_hashing() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this run, dropped at the end."""
-    name = f"hitmap_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _pg_url(name)
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres("hitmap_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

@@ -10,12 +10,10 @@ import contextlib
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import psycopg
 import uvicorn
 
 from app.clock import Clock, SystemClock
@@ -24,7 +22,8 @@ from app.db import Database, make_engine
 from app.main import create_app
 from app.migrate import upgrade
 from app.settings import Settings
-from tests.conftest import PG_ADMIN_DSN, TEST_GEOIP, TEST_SECRET, _pg_url
+from tests.conftest import TEST_GEOIP, TEST_SECRET
+from tests.databases import fresh_postgres
 
 
 def free_port() -> int:
@@ -35,17 +34,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def own_database(kind_url: str, tmp_path: Path) -> Iterator[str]:
+    """A database of the same kind as ``kind_url``, for a server that runs in other threads."""
     if kind_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'live.sqlite3'}"
         return
-    name = f"hitmap_live_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _pg_url(name)
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres("hitmap_live") as url:
+        yield url
 
 
 class LiveServer:
