@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from app.accounts.service import LoginPolicy
 from app.clock import Clock, SystemClock
 from app.db import Database
+from app.heatmaps.beacons import BeaconService
 from app.ingest.geoip import GeoLocator
 from app.ingest.service import IngestService
 from app.settings import Settings
@@ -21,9 +22,13 @@ class AppContext:
     geo: GeoLocator
     secret: str
     ingest: IngestService = field(init=False)
+    beacons: BeaconService = field(init=False)
 
     def __post_init__(self) -> None:
         self.ingest = IngestService(self.db, self.clock, self.geo, self.settings.trusted_networks)
+        self.beacons = BeaconService(
+            self.db, self.clock, self.ingest.sites, self.settings.width_buckets
+        )
 
     @property
     def login_policy(self) -> LoginPolicy:

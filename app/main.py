@@ -66,6 +66,7 @@ def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
 
     from app.accounts.routes import router as accounts_router
     from app.api.routes import router as api_router
+    from app.heatmaps.routes import router as heatmaps_router
     from app.ingest.routes import router as ingest_router
     from app.publicmap.routes import router as publicmap_router
     from app.sites.routes import router as sites_router
@@ -77,6 +78,7 @@ def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
         sites_router,
         stats_router,
         publicmap_router,
+        heatmaps_router,
         api_router,
     ):
         app.include_router(router)

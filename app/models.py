@@ -198,3 +198,126 @@ __all__ = [
     "SiteHostname",
     "Visit",
 ]
+
+
+# --- Heatmaps (issue 4): click beacons, pages, options, overlay tokens, renders ---------
+
+
+class HeatmapClick(Base):
+    """One click sent by the widget: where on which page, at which width.
+
+    No IP address, no user agent, nothing the visitor typed: page coordinates,
+    sizes, and a CSS selector of the clicked element with the click's offset
+    inside its box (fractions 0–1), which lets the live overlay place the click
+    on that element at any window width. A surrogate ``id`` is the key (SQLite
+    only auto-increments a lone INTEGER key); every index starts with ``site_id``.
+    """
+
+    __tablename__ = "heatmap_clicks"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    site_id: Mapped[int] = mapped_column(Id, ForeignKey("sites.id", ondelete="CASCADE"))
+    day: Mapped[dt.date] = mapped_column(Date)
+    path: Mapped[str] = mapped_column(String(512))
+    bucket: Mapped[str] = mapped_column(String(16))
+    x: Mapped[int] = mapped_column(Integer)
+    y: Mapped[int] = mapped_column(Integer)
+    doc_width: Mapped[int] = mapped_column(Integer)
+    doc_height: Mapped[int] = mapped_column(Integer)
+    viewport_width: Mapped[int] = mapped_column(Integer)
+    dpr: Mapped[float] = mapped_column(Float)
+    selector: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    offset_x: Mapped[float | None] = mapped_column(Float, nullable=True)
+    offset_y: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+Index(
+    "ix_heatmap_clicks_site_page",
+    HeatmapClick.site_id,
+    HeatmapClick.path,
+    HeatmapClick.bucket,
+    HeatmapClick.day,
+)
+Index("ix_heatmap_clicks_site_day", HeatmapClick.site_id, HeatmapClick.day, HeatmapClick.path)
+
+
+class HeatmapPage(Base):
+    """A page that sent clicks, with the origin it was last seen on (for the overlay link)."""
+
+    __tablename__ = "heatmap_pages"
+
+    site_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(512), primary_key=True)
+    origin: Mapped[str] = mapped_column(String(300))
+    last_seen: Mapped[dt.date] = mapped_column(Date)
+
+
+class HeatmapOptions(Base):
+    """The owner's click-recording options; no row means the defaults (both off)."""
+
+    __tablename__ = "heatmap_options"
+
+    site_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    keep_query: Mapped[bool] = mapped_column(Boolean, default=False)
+    honour_dnt: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class HeatmapOverlayToken(Base):
+    """A token that lets the live overlay read one site's clicks; only its hash is stored.
+
+    ``kind`` is ``bookmarklet`` (one per site, until revoked) or ``link`` (made by
+    the heatmap page's "open with overlay" button, expires after minutes).
+    """
+
+    __tablename__ = "heatmap_overlay_tokens"
+
+    site_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+Index("ix_heatmap_overlay_tokens_hash", HeatmapOverlayToken.token_hash, unique=True)
+
+
+class HeatmapRender(Base):
+    """A rendered heatmap PNG of one page, width bucket and date range.
+
+    ``clicks`` and ``last_click_id`` fingerprint the input: a render whose range
+    still has the same count and newest click is current.
+    """
+
+    __tablename__ = "heatmap_renders"
+
+    site_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(512), primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(16), primary_key=True)
+    first_day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    last_day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    clicks: Mapped[int] = mapped_column(BigInteger)
+    last_click_id: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    radius: Mapped[float] = mapped_column(Float)
+    png: Mapped[bytes] = mapped_column(LargeBinary)
+    rendered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+__all__ += [
+    "HeatmapClick",
+    "HeatmapOptions",
+    "HeatmapOverlayToken",
+    "HeatmapPage",
+    "HeatmapRender",
+]

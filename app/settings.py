@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 import secrets
 from collections import Counter
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +25,48 @@ MIN_SECRET_ENTROPY_BITS = 128.0
 
 class SettingsError(RuntimeError):
     """A setting is missing or wrong; the message tells how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class WidthBucket:
+    """Click heatmaps are kept apart by the visitor's viewport width."""
+
+    name: str
+    min_width: int  # viewport widths from here up to the next bucket's min_width
+    reference_width: int  # heatmaps of this bucket are drawn at this width
+
+
+def parse_width_buckets(value: str) -> tuple[WidthBucket, ...]:
+    """``name:min_width:reference_width,...``, narrowest first, the first from 0."""
+    buckets = []
+    for entry in value.split(","):
+        parts = entry.strip().split(":")
+        if len(parts) != 3 or not re.fullmatch(r"[a-z][a-z0-9_-]{0,15}", parts[0]):
+            raise ValueError(
+                f"HITMAP_HEATMAP_BUCKETS entry {entry.strip()!r} is not name:min_width:"
+                "reference_width (lower-case name); e.g. mobile:0:390,tablet:768:1024,"
+                "desktop:1280:1280"
+            )
+        try:
+            low, ref = int(parts[1]), int(parts[2])
+        except ValueError as exc:
+            raise ValueError(
+                f"HITMAP_HEATMAP_BUCKETS entry {entry.strip()!r}: widths must be whole numbers"
+            ) from exc
+        if not 100 <= ref <= 4000:
+            raise ValueError(
+                f"HITMAP_HEATMAP_BUCKETS entry {entry.strip()!r}: the reference width must be "
+                "between 100 and 4000 px"
+            )
+        buckets.append(WidthBucket(parts[0], low, ref))
+    names = [b.name for b in buckets]
+    lows = [b.min_width for b in buckets]
+    if len(set(names)) != len(names) or lows[0] != 0 or lows != sorted(set(lows)):
+        raise ValueError(
+            "HITMAP_HEATMAP_BUCKETS needs distinct names and rising min_widths starting at 0, "
+            "e.g. mobile:0:390,tablet:768:1024,desktop:1280:1280"
+        )
+    return tuple(buckets)
 
 
 def _default_data_dir() -> Path:
@@ -84,6 +128,21 @@ class Settings(BaseSettings):
         default=900, ge=1, description="Window in which failed logins are counted."
     )
     session_days: int = Field(default=30, ge=1, description="Lifetime of a login session.")
+    heatmap_buckets: str = Field(
+        default="mobile:0:390,tablet:768:1024,desktop:1280:1280",
+        description="Click heatmap width buckets, name:min_width:reference_width, narrowest "
+        "first: a click belongs to the last bucket whose min_width is at most the visitor's "
+        "viewport width, and that bucket's heatmaps are drawn at its reference width.",
+    )
+    heatmap_radius: float = Field(
+        default=24.0, gt=0, le=200, description="Radius in px of one click's heatmap blob."
+    )
+    heatmap_fresh_seconds: int = Field(
+        default=600,
+        ge=0,
+        description="A stored heatmap whose range includes today is shown for this long "
+        "before new clicks make it render again.",
+    )
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -113,6 +172,16 @@ class Settings(BaseSettings):
                 "HITMAP_BASE_URL must start with http:// or https://, e.g. https://hitmap.example.com"
             )
         return value.rstrip("/")
+
+    @field_validator("heatmap_buckets")
+    @classmethod
+    def _check_heatmap_buckets(cls, value: str) -> str:
+        parse_width_buckets(value)
+        return value
+
+    @cached_property
+    def width_buckets(self) -> tuple[WidthBucket, ...]:
+        return parse_width_buckets(self.heatmap_buckets)
 
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

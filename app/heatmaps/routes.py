@@ -1,0 +1,490 @@
+"""Heatmap routes: the click beacon, the live overlay's script and data, the owner's pages.
+
+* ``POST /b/{key}`` — the widget's batch of clicks (``text/plain`` JSON, no CORS
+  preflight). 204 when stored (or deliberately not recorded: Do Not Track), 400
+  with a short reason when anything in the batch is invalid (nothing is stored),
+  404 for an unknown key **and** for a batch not sent from one of the site's
+  hostnames: to the beacon, a foreign page is a stranger, and strangers get 404.
+* ``GET /overlay.js`` and ``GET|OPTIONS /o/{key}/clicks`` — the live overlay; the
+  data needs an overlay token of that very site and answers CORS only to pages
+  on the site's hostnames.
+* ``/sites/{key}/heatmaps…`` — the owner's pages, downloads and forms; every one
+  goes through ``authz.owned_site`` first (404 to anyone else), and every query
+  parameter is optional so that a stranger's request fails on authorisation,
+  not on validation.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import Csrf, CurrentAccount, DbSession, get_ctx
+from app.errors import InvalidInput, NotFound
+from app.heatmaps import overlay, service
+from app.heatmaps.beacons import BeaconRequest
+from app.heatmaps.schemas import (
+    BucketView,
+    DateRange,
+    Preset,
+    RecordingOptions,
+    bucket_label,
+    parse_range,
+)
+from app.heatmaps.validation import MAX_BODY_BYTES
+from app.sites import authz
+from app.sites.scope import SiteScope
+from app.templating import flash_url, render
+
+router = APIRouter(tags=["heatmaps"], include_in_schema=False)
+OVERLAY_SOURCE = (files("widgets") / "overlay.js").read_bytes()
+
+OptionalQuery = Annotated[str | None, Query()]
+RangeQuery = Annotated[str | None, Query(alias="range")]
+FromQuery = Annotated[str | None, Query(alias="from")]
+ToQuery = Annotated[str | None, Query(alias="to")]
+TextField = Annotated[str, Form()]
+
+BEACON_HEADERS = {"Cache-Control": "no-store"}
+PRIVATE = {"Cache-Control": "private, no-store"}
+
+
+# --- the beacon ------------------------------------------------------------------------
+
+
+async def _read_body(request: Request, limit: int) -> tuple[bytes, bool]:
+    """The body, or (b"", True) as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return b"", True
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return b"", True
+        chunks.append(chunk)
+    return b"".join(chunks), False
+
+
+@router.post("/b/{key}", name="beacon")
+async def beacon(key: str, request: Request) -> Response:
+    body, too_large = await _read_body(request, MAX_BODY_BYTES)
+    h = request.headers
+    verdict = await run_in_threadpool(
+        get_ctx(request).beacons.handle,
+        BeaconRequest(
+            key=key,
+            body=body,
+            body_too_large=too_large,
+            origin=h.get("origin"),
+            referer=h.get("referer"),
+            dnt=h.get("dnt"),
+            gpc=h.get("sec-gpc"),
+        ),
+    )
+    if verdict.status == 204:
+        return Response(status_code=204, headers=BEACON_HEADERS)
+    return JSONResponse(
+        {"detail": verdict.reason}, status_code=verdict.status, headers=BEACON_HEADERS
+    )
+
+
+# --- the live overlay ------------------------------------------------------------------
+
+
+@router.get("/overlay.js", name="overlay_script")
+def overlay_script() -> Response:
+    return Response(
+        OVERLAY_SOURCE,
+        media_type="text/javascript",
+        headers={
+            "Cache-Control": "public, max-age=300",
+            "Cross-Origin-Resource-Policy": "cross-origin",
+        },
+    )
+
+
+def _bearer(request: Request) -> str | None:
+    value = request.headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+@router.options("/o/{key}/clicks", name="overlay_preflight")
+def overlay_preflight(key: str, request: Request) -> Response:
+    """CORS preflight (the data request carries ``Authorization``): site origins only."""
+    found = get_ctx(request).ingest.sites.get(key)
+    origin = request.headers.get("origin")
+    if found is None or not origin:
+        raise NotFound("no such site")
+    _, hostnames = found
+    if overlay.page_origin(origin, hostnames) != origin.rstrip("/"):
+        raise NotFound("no such site")
+    return Response(
+        status_code=204,
+        headers={
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "GET",
+            "Access-Control-Allow-Headers": "Authorization",
+            "Access-Control-Max-Age": "600",
+            "Vary": "Origin",
+        },
+    )
+
+
+@router.get("/o/{key}/clicks", name="overlay_clicks")
+def overlay_clicks(
+    key: str,
+    request: Request,
+    session: DbSession,
+    path: OptionalQuery = None,
+    range_: RangeQuery = None,
+    first: FromQuery = None,
+    last: ToQuery = None,
+) -> Response:
+    ctx = get_ctx(request)
+    now = ctx.clock.now()
+    scope = overlay.scope_for_token(session, now, key, _bearer(request))
+    origin = request.headers.get("origin")
+    allowed = overlay.allowed_origin(session, scope, origin)
+    if origin and allowed is None:
+        raise NotFound("no such site")
+    days = parse_range(now.date(), range_, first, last)
+    data = overlay.overlay_data(session, scope, path, days, ctx.settings.width_buckets)
+    headers = {**PRIVATE, "Vary": "Origin"}
+    if allowed:
+        headers["Access-Control-Allow-Origin"] = allowed
+    return JSONResponse(data, headers=headers)
+
+
+# --- the owner's pages -----------------------------------------------------------------
+
+
+def heatmaps_path(scope: SiteScope) -> str:
+    return f"/sites/{scope.public_key}/heatmaps"
+
+
+def _url(base: str, **params: str | None) -> str:
+    query = urlencode({k.rstrip("_"): v for k, v in params.items() if v is not None})
+    return f"{base}?{query}" if query else base
+
+
+def _range_params(days: DateRange) -> dict[str, str | None]:
+    q = days.query
+    return {"range": q.get("range"), "from_": q.get("from"), "to": q.get("to")}
+
+
+def _tabs(base: str, days: DateRange, **extra: str) -> list[dict[str, object]]:
+    return [
+        {
+            "label": p.label,
+            "href": _url(base, **extra, range=p.value),
+            "current": days.preset is p,
+        }
+        for p in Preset
+    ]
+
+
+def _days(request: Request, range_: str | None, first: str | None, last: str | None) -> DateRange:
+    return parse_range(get_ctx(request).clock.now().date(), range_, first, last)
+
+
+def _overview(
+    request: Request,
+    session: Session,
+    scope: SiteScope,
+    days: DateRange,
+    *,
+    new_bookmarklet: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    ctx = get_ctx(request)
+    base = heatmaps_path(scope)
+    buckets = ctx.settings.width_buckets
+    options = service.recording_options(session, scope)
+    pages = service.list_pages(session, scope, days)
+    return render(
+        request,
+        "heatmaps.html",
+        {
+            "site": scope,
+            "path": base,
+            "site_path": f"/sites/{scope.public_key}",
+            "days": days,
+            "tabs": _tabs(base, days),
+            "buckets": [{"name": b.name, "label": bucket_label(b, buckets)} for b in buckets],
+            "pages": [
+                {"row": p, "href": _url(f"{base}/page", path=p.path, **_range_params(days))}
+                for p in pages
+            ],
+            "max_pages": service.MAX_PAGES,
+            "options": options,
+            "script_tag": service.script_tag(ctx.settings.base_url, scope, options),
+            "tokens": overlay.active_tokens(session, ctx.clock.now(), scope),
+            "new_bookmarklet": new_bookmarklet,
+            "error": error,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/sites/{key}/heatmaps", response_class=HTMLResponse, name="heatmaps")
+def heatmaps_page(
+    key: str,
+    request: Request,
+    session: DbSession,
+    account: CurrentAccount,
+    range_: RangeQuery = None,
+    first: FromQuery = None,
+    last: ToQuery = None,
+) -> HTMLResponse:
+    scope = authz.owned_site(session, account.id, key)
+    return _overview(request, session, scope, _days(request, range_, first, last))
+
+
+@router.get("/sites/{key}/heatmaps/page", response_class=HTMLResponse, name="heatmap_page")
+def heatmap_page(
+    key: str,
+    request: Request,
+    session: DbSession,
+    account: CurrentAccount,
+    path: OptionalQuery = None,
+    range_: RangeQuery = None,
+    first: FromQuery = None,
+    last: ToQuery = None,
+) -> HTMLResponse:
+    scope = authz.owned_site(session, account.id, key)
+    page = service.check_path(path)
+    return _page_view(request, session, scope, page, _days(request, range_, first, last))
+
+
+def _page_view(
+    request: Request,
+    session: Session,
+    scope: SiteScope,
+    page: str,
+    days: DateRange,
+    *,
+    live_url: str | None = None,
+) -> HTMLResponse:
+    ctx = get_ctx(request)
+    base = heatmaps_path(scope)
+    counts = service.bucket_counts(session, scope, page, days)
+    buckets = ctx.settings.width_buckets
+    views = []
+    images = {}
+    for b in buckets:
+        q = {"path": page, "bucket": b.name, **_range_params(days)}
+        if counts.get(b.name):
+            # On demand: render now if missing or stale (stored for the image request).
+            rendered = service.heatmap(session, ctx.settings, ctx.clock.now(), scope, page, b, days)
+            if rendered is not None:
+                images[b.name] = (rendered.width, rendered.height)
+        views.append(
+            BucketView(
+                name=b.name,
+                label=bucket_label(b, buckets),
+                reference_width=b.reference_width,
+                clicks=counts.get(b.name, 0),
+                png_url=_url(f"{base}/heatmap.png", **q),
+                download_url=_url(f"{base}/heatmap.png", **q, download="1"),
+                csv_url=_url(f"{base}/clicks.csv", **q),
+                json_url=_url(f"{base}/clicks.json", **q),
+            )
+        )
+    everything = {"path": page, **_range_params(days)}
+    return render(
+        request,
+        "heatmaps_page.html",
+        {
+            "site": scope,
+            "path": base,
+            "page_path": page,
+            "days": days,
+            "tabs": _tabs(f"{base}/page", days, path=page),
+            "views": views,
+            "images": images,
+            "total": sum(counts.values()),
+            "csv_url": _url(f"{base}/clicks.csv", **everything),
+            "json_url": _url(f"{base}/clicks.json", **everything),
+            "back_url": _url(base, **_range_params(days)),
+            "page_origin": service.page_origin(session, scope, page),
+            "live_url": live_url,
+        },
+    )
+
+
+@router.get("/sites/{key}/heatmaps/heatmap.png", name="heatmap_png")
+def heatmap_png(
+    key: str,
+    request: Request,
+    session: DbSession,
+    account: CurrentAccount,
+    path: OptionalQuery = None,
+    bucket: OptionalQuery = None,
+    range_: RangeQuery = None,
+    first: FromQuery = None,
+    last: ToQuery = None,
+    download: OptionalQuery = None,
+) -> Response:
+    scope = authz.owned_site(session, account.id, key)
+    ctx = get_ctx(request)
+    page = service.check_path(path)
+    chosen = service.find_bucket(ctx.settings, bucket)
+    days = _days(request, range_, first, last)
+    rendered = service.heatmap(session, ctx.settings, ctx.clock.now(), scope, page, chosen, days)
+    if rendered is None:
+        raise NotFound("no clicks on this page at this width in that range")
+    headers = {**PRIVATE, "X-Hitmap-Clicks": str(rendered.clicks)}
+    if download:
+        name = f"heatmap-{chosen.name}-{days.first}-{days.last}.png"
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return Response(rendered.png, media_type="image/png", headers=headers)
+
+
+def _export(
+    request: Request,
+    session: Session,
+    account_id: int,
+    key: str,
+    path: str | None,
+    bucket: str | None,
+    days_args: tuple[str | None, str | None, str | None],
+    kind: str,
+) -> StreamingResponse:
+    scope = authz.owned_site(session, account_id, key)
+    ctx = get_ctx(request)
+    page = service.check_path(path)
+    chosen = service.find_bucket(ctx.settings, bucket) if bucket else None
+    days = _days(request, *days_args)
+    name = f"clicks-{chosen.name if chosen else 'all'}-{days.first}-{days.last}.{kind}"
+    headers = {**PRIVATE, "Content-Disposition": f'attachment; filename="{name}"'}
+    if kind == "csv":
+        body = service.export_csv(ctx.db, scope, page, chosen, days)
+        return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers=headers)
+    body = service.export_json(ctx.db, scope, page, chosen, days)
+    return StreamingResponse(body, media_type="application/json", headers=headers)
+
+
+@router.get("/sites/{key}/heatmaps/clicks.csv", name="heatmap_csv")
+def heatmap_csv(
+    key: str,
+    request: Request,
+    session: DbSession,
+    account: CurrentAccount,
+    path: OptionalQuery = None,
+    bucket: OptionalQuery = None,
+    range_: RangeQuery = None,
+    first: FromQuery = None,
+    last: ToQuery = None,
+) -> StreamingResponse:
+    return _export(request, session, account.id, key, path, bucket, (range_, first, last), "csv")
+
+
+@router.get("/sites/{key}/heatmaps/clicks.json", name="heatmap_json")
+def heatmap_json(
+    key: str,
+    request: Request,
+    session: DbSession,
+    account: CurrentAccount,
+    path: OptionalQuery = None,
+    bucket: OptionalQuery = None,
+    range_: RangeQuery = None,
+    first: FromQuery = None,
+    last: ToQuery = None,
+) -> StreamingResponse:
+    return _export(request, session, account.id, key, path, bucket, (range_, first, last), "json")
+
+
+def _checked(value: str) -> bool:
+    return value not in ("", "0", "off", "false")
+
+
+@router.post("/sites/{key}/heatmaps/options", dependencies=[Csrf], name="heatmap_options")
+def heatmap_options(
+    key: str,
+    request: Request,
+    session: DbSession,
+    account: CurrentAccount,
+    keep_query: TextField = "",
+    honour_dnt: TextField = "",
+) -> Response:
+    scope = authz.owned_site(session, account.id, key)
+    ctx = get_ctx(request)
+    value = RecordingOptions(keep_query=_checked(keep_query), honour_dnt=_checked(honour_dnt))
+    service.save_recording_options(session, ctx.clock.now(), scope, value)
+    message = "Recording options saved."
+    if value.keep_query:
+        message += " Update the script tag on your pages to record query strings."
+    # The beacon caches options for a few seconds; forget them once the change is committed.
+    return RedirectResponse(
+        flash_url(request, heatmaps_path(scope), message),
+        status_code=303,
+        background=BackgroundTask(ctx.beacons.forget_site, scope.site_id),
+    )
+
+
+@router.post("/sites/{key}/heatmaps/bookmarklet", dependencies=[Csrf], name="heatmap_bookmarklet")
+def heatmap_bookmarklet(
+    key: str, request: Request, session: DbSession, account: CurrentAccount
+) -> HTMLResponse:
+    """A new bookmarklet (the old one stops working), shown once on the page."""
+    scope = authz.owned_site(session, account.id, key)
+    ctx = get_ctx(request)
+    token = overlay.create_bookmarklet_token(session, ctx.clock.now(), scope)
+    code = overlay.bookmarklet(ctx.settings.base_url, scope, token)
+    days = _days(request, None, None, None)
+    return _overview(request, session, scope, days, new_bookmarklet=code)
+
+
+@router.post("/sites/{key}/heatmaps/bookmarklet/revoke", dependencies=[Csrf], name="heatmap_revoke")
+def heatmap_revoke(
+    key: str, request: Request, session: DbSession, account: CurrentAccount
+) -> Response:
+    scope = authz.owned_site(session, account.id, key)
+    removed = overlay.revoke_tokens(session, scope)
+    message = "Overlay access revoked: bookmarklets and open overlays can no longer load clicks."
+    if not removed:
+        message = "There was no overlay access to revoke."
+    return RedirectResponse(flash_url(request, heatmaps_path(scope), message), status_code=303)
+
+
+@router.post("/sites/{key}/heatmaps/live", dependencies=[Csrf], name="heatmap_live")
+def heatmap_live(
+    key: str,
+    request: Request,
+    session: DbSession,
+    account: CurrentAccount,
+    path: TextField = "",
+) -> HTMLResponse:
+    """A link to the page itself with the live overlay (a 10-minute token in the fragment).
+
+    Shown as a link rather than a redirect: the pages' CSP (``form-action 'self'``)
+    rightly stops a form from redirecting to another origin.
+    """
+    scope = authz.owned_site(session, account.id, key)
+    ctx = get_ctx(request)
+    page = service.check_path(path)
+    origin = service.page_origin(session, scope, page)
+    if origin is None:
+        raise InvalidInput("this page has sent no clicks yet, so its address is not known")
+    token = overlay.create_link_token(session, ctx.clock.now(), scope)
+    days = _days(request, None, None, None)
+    return _page_view(
+        request, session, scope, page, days, live_url=overlay.overlay_link(origin, page, token)
+    )
