@@ -113,6 +113,7 @@ def serve(host: str | None, port: int | None) -> None:
     settings.ensure_data_dir()
     ctx = build_context(settings)
     upgrade(ctx.db.engine)
+    _apply_job_schema(ctx.db.engine)  # PostgreSQL: the job queue of `hitmap worker`
     from app.main import create_app
 
     app = create_app(ctx, background_jobs=True)
@@ -146,10 +147,13 @@ def migrate() -> None:
         before = _revision(engine)
         upgrade(engine)
         after = _revision(engine)
+        queue_installed = _apply_job_schema(engine)
     finally:
         engine.dispose()
     change = "already current" if before == after else f"was {before or 'empty'}"
     click.echo(f"database {_safe_url(settings.effective_database_url)}: {after} ({change})")
+    if queue_installed:
+        click.echo("job queue (Procrastinate) schema installed")
 
 
 @main.group()
@@ -254,3 +258,105 @@ def stats_command(
         click.echo("\nnot counted                     hits")
         for d in report.dropped:
             click.echo(f"{d.label[:30]:<30}  {d.hits:>6}")
+
+
+# --- maps: job worker and on-demand rendering (app/maps, workers/) ---------------------
+
+
+def _apply_job_schema(engine: Engine) -> bool:
+    """On PostgreSQL, install Procrastinate's schema if missing; True when installed now."""
+    from workers.procrastinate_app import apply_schema
+
+    return apply_schema(engine)
+
+
+@main.command()
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Jobs run at once by this process. Rendering is CPU-bound: start more processes "
+    "rather than raising this.",
+)
+@click.option("--once", is_flag=True, help="Run the queued jobs, then exit (no nightly schedule).")
+@click.option("--name", help="Worker name in logs and in the job table.")
+def worker(concurrency: int, once: bool, name: str | None) -> None:
+    """Run map jobs from the PostgreSQL job queue, and the nightly schedule.
+
+    Start as many worker processes, on as many machines, as needed: they share the
+    queue, and the nightly run (HITMAP_NIGHTLY_AT, UTC) is queued once per night
+    however many run. With SQLite, `hitmap serve` runs the jobs itself.
+    """
+    import logging
+
+    from workers.procrastinate_app import run_worker, schema_installed
+
+    ctx = _context()
+    if ctx.db.dialect != "postgresql":
+        raise click.ClickException(
+            "hitmap worker needs PostgreSQL (HITMAP_DATABASE_URL); with SQLite, "
+            "`hitmap serve` renders the maps itself"
+        )
+    if not schema_installed(ctx.db.engine):
+        raise click.ClickException("the job queue is not installed; run `hitmap migrate` first")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    at = ctx.settings.nightly_at
+    click.echo(
+        f"worker on {_safe_url(ctx.settings.effective_database_url)}; nightly maps at "
+        f"{at:%H:%M} UTC"
+    )
+    run_worker(ctx, concurrency=concurrency, once=once, name=name, schedule=not once)
+
+
+@main.command("render")
+@click.option("--site", "key", metavar="KEY", help="The site to render.")
+@click.option("--all", "all_sites", is_flag=True, help="Render every site.")
+@click.option(
+    "--range",
+    "spans",
+    multiple=True,
+    type=click.Choice(["24h", "7d", "30d", "365d", "all"]),
+    help="Only this map range (repeatable); also skips the thumbnail. Default: the "
+    "thumbnail and all five ranges.",
+)
+@click.option("--force", is_flag=True, help="Redraw even images whose visits did not change.")
+def render_command(key: str | None, all_sites: bool, spans: tuple[str, ...], force: bool) -> None:
+    """Render counter thumbnails and world maps now, in this process.
+
+    Images whose input did not change since their last render are skipped unless
+    --force is given. Exit code 1 when a site is unknown or a render failed.
+    """
+    from app.maps import repository as map_repo
+    from app.maps.service import SPANS
+    from app.maps.tasks import render_site_job
+
+    if bool(key) == all_sites:
+        raise click.UsageError("give either --site KEY or --all")
+    ctx = _context()
+    with ctx.db.session() as session:
+        if key:
+            site_ids = [authz.site_for_admin(session, key).site_id]
+        else:
+            site_ids = map_repo.all_site_ids(session)
+    wanted = list(spans) or [s.value for s in SPANS]
+    counts = {"rendered": 0, "unchanged": 0, "discarded": 0}
+    images = failed = 0
+    with click.progressbar(site_ids, label="Rendering", show_pos=True, file=sys.stderr) as bar:
+        for site_id in bar:
+            try:
+                result = render_site_job(
+                    ctx, site_id, spans=wanted, thumbnail=not spans, force=force
+                )
+            except Exception as exc:  # one bad site must not stop the others
+                failed += 1
+                click.echo(f"\nsite {site_id}: render failed: {exc}", err=True)
+                continue
+            counts[result.status] += 1
+            images += result.rendered
+    click.echo(
+        f"{len(site_ids)} sites: {counts['rendered']} redrawn ({images} images), "
+        f"{counts['unchanged']} unchanged, {counts['discarded']} gone, {failed} failed"
+    )
+    if failed:
+        sys.exit(1)

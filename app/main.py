@@ -40,14 +40,17 @@ def _error_response(request: Request, status: int, message: str) -> Response:
 @asynccontextmanager
 async def _housekeeping(app: FastAPI) -> AsyncIterator[None]:
     from workers.housekeeping import run_forever
+    from workers.scheduler import run_forever as run_nightly_maps
 
     task = asyncio.create_task(run_forever(app.state.ctx))
+    maps_task = asyncio.create_task(run_nightly_maps(app.state.ctx))  # SQLite only
     try:
         yield
     finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+        for running in (task, maps_task):
+            running.cancel()
+            with suppress(asyncio.CancelledError):
+                await running
 
 
 def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
@@ -68,6 +71,7 @@ def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
     from app.api.routes import router as api_router
     from app.heatmaps.routes import router as heatmaps_router
     from app.ingest.routes import router as ingest_router
+    from app.maps.routes import router as maps_router
     from app.publicmap.routes import router as publicmap_router
     from app.sites.routes import router as sites_router
     from app.stats.routes import router as stats_router
@@ -78,6 +82,7 @@ def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
         sites_router,
         stats_router,
         publicmap_router,
+        maps_router,
         heatmaps_router,
         api_router,
     ):

@@ -200,6 +200,89 @@ __all__ = [
 ]
 
 
+# --- Maps (issue 3): location aggregates, rendered images, styles, nightly runs ---------
+
+
+class LocationCount(Base):
+    """Unique visits per site and located place, at three grains, kept in step with
+    ``visits`` by the ingest transaction (one upsert of three rows per new visit):
+
+    * ``grain='d'``: per UTC day (``period`` = the day),
+    * ``grain='m'``: per month (``period`` = the month's first day),
+    * ``grain='a'``: all time (``period`` = 1970-01-01).
+
+    A map of any range then reads at most a few hundred rows per location instead
+    of every visit. ``accuracy_km`` 0 means unknown (key columns cannot be NULL);
+    visits without coordinates are not on any map and have no row here.
+    """
+
+    __tablename__ = "location_counts"
+
+    site_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    grain: Mapped[str] = mapped_column(String(1), primary_key=True)
+    period: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    latitude: Mapped[float] = mapped_column(Float, primary_key=True)
+    longitude: Mapped[float] = mapped_column(Float, primary_key=True)
+    accuracy_km: Mapped[int] = mapped_column(Integer, primary_key=True)
+    visits: Mapped[int] = mapped_column(BigInteger)
+
+
+class RenderedImage(Base):
+    """A rendered PNG (counter thumbnail or range map), served by every web process.
+
+    ``fingerprint`` digests the render's input (visits in the range, style, renderer
+    version): a job whose input has the same fingerprint skips the render.
+    """
+
+    __tablename__ = "rendered_images"
+
+    site_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    span: Mapped[str] = mapped_column(String(8), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(8), primary_key=True)
+    png: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # 304s skip the bytes
+    etag: Mapped[str] = mapped_column(String(40))
+    fingerprint: Mapped[str] = mapped_column(String(40))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    visits: Mapped[int] = mapped_column(BigInteger)
+    rendered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    checked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class MapStyle(Base):
+    """The owner's counter thumbnail style; no row means the defaults."""
+
+    __tablename__ = "map_styles"
+
+    site_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    size: Mapped[str] = mapped_column(String(8))
+    dot_color: Mapped[str] = mapped_column(String(7))
+    background: Mapped[str] = mapped_column(String(12))
+    show_count: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class MapNightlyRun(Base):
+    """One row per night whose map rendering was started: the once-per-night claim."""
+
+    __tablename__ = "map_nightly_runs"
+
+    night: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    sites: Mapped[int] = mapped_column(Integer, default=0)
+
+
+__all__ += ["LocationCount", "MapNightlyRun", "MapStyle", "RenderedImage"]
+
+
 # --- Heatmaps (issue 4): click beacons, pages, options, overlay tokens, renders ---------
 
 

@@ -6,6 +6,7 @@ stops the process at start-up rather than surfacing as a strange error later.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import math
 import re
@@ -128,6 +129,10 @@ class Settings(BaseSettings):
         default=900, ge=1, description="Window in which failed logins are counted."
     )
     session_days: int = Field(default=30, ge=1, description="Lifetime of a login session.")
+    nightly_at: dt.time = Field(
+        default=dt.time(3, 0),
+        description="UTC time of day (HH:MM) when the nightly map rendering starts.",
+    )
     heatmap_buckets: str = Field(
         default="mobile:0:390,tablet:768:1024,desktop:1280:1280",
         description="Click heatmap width buckets, name:min_width:reference_width, narrowest "
@@ -162,6 +167,19 @@ class Settings(BaseSettings):
                     f"HITMAP_TRUSTED_PROXIES entry {entry!r} is not an IP address or CIDR "
                     "network; use e.g. 127.0.0.1,10.0.0.0/8"
                 ) from exc
+        return value
+
+    @field_validator("nightly_at", mode="before")
+    @classmethod
+    def _check_nightly_at(cls, value: object) -> object:
+        if isinstance(value, str):
+            match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+            if match is None:
+                raise ValueError(
+                    f"HITMAP_NIGHTLY_AT {value!r} is not a time of day; use HH:MM in UTC, "
+                    "e.g. 03:00"
+                )
+            return dt.time(int(match.group(1)), int(match.group(2)))
         return value
 
     @field_validator("base_url")

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.db import insert_for
 from app.ingest.geoip import Location
-from app.models import DailyCountryCount, DailySalt, DroppedHits, Visit
+from app.models import DailyCountryCount, DailySalt, DroppedHits, LocationCount, Visit
 from app.sites.scope import SiteScope
 
 
@@ -61,7 +61,36 @@ def insert_visit(
             set_={"visits": DailyCountryCount.visits + 1},
         )
     )
+    if location.latitude is not None and location.longitude is not None:
+        _count_location(session, scope, day, location)
     return True
+
+
+ALL_TIME_PERIOD = dt.date(1970, 1, 1)
+
+
+def _count_location(session: Session, scope: SiteScope, day: dt.date, location: Location) -> None:
+    """The map aggregate: one upsert of the visit's place per day, month and all time."""
+    place = {
+        "site_id": scope.site_id,
+        "latitude": location.latitude,
+        "longitude": location.longitude,
+        "accuracy_km": location.accuracy_km or 0,  # 0: unknown (a key column)
+        "visits": 1,
+    }
+    rows = [
+        {**place, "grain": "d", "period": day},
+        {**place, "grain": "m", "period": day.replace(day=1)},
+        {**place, "grain": "a", "period": ALL_TIME_PERIOD},
+    ]
+    session.execute(
+        insert_for(session, LocationCount)
+        .values(rows)
+        .on_conflict_do_update(
+            index_elements=["site_id", "grain", "period", "latitude", "longitude", "accuracy_km"],
+            set_={"visits": LocationCount.visits + 1},
+        )
+    )
 
 
 def count_drop(session: Session, scope: SiteScope, day: dt.date, reason: str) -> None:

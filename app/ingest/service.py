@@ -23,6 +23,7 @@ from app.ingest.counter_image import NEUTRAL_PNG, render_total
 from app.ingest.geoip import GeoLocator
 from app.ingest.pipeline import DropReason, Hit, IPNetwork
 from app.ingest.salts import SaltKeeper
+from app.maps.service import ThumbnailCache
 from app.sites import authz
 from app.sites.keys import is_wellformed_key
 from app.sites.scope import SiteScope
@@ -99,6 +100,7 @@ class IngestService:
         self.salts = SaltKeeper(db)
         self.steps = pipeline.build_pipeline(trusted_proxies, self.salts, geo)
         self.sites = _SiteCache(db)
+        self.thumbnails = ThumbnailCache(db)  # the nightly map thumbnails (app.maps)
         self._totals: dict[int, tuple[float, int]] = {}
         self.lost_hits = 0
 
@@ -166,7 +168,13 @@ class IngestService:
         return total
 
     def _image(self, scope: SiteScope) -> bytes:
-        total = self.total(scope)
+        try:
+            thumbnail = self.thumbnails.get(scope.site_id)
+        except SQLAlchemyError:
+            thumbnail = None
+        if thumbnail is not None:
+            return thumbnail
+        total = self.total(scope)  # no thumbnail rendered yet: the plain total
         return NEUTRAL_PNG if total is None else render_total(total)
 
     def rotate_salts(self) -> int:

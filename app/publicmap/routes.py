@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from app.deps import DbSession, MaybeAccount
+from app.deps import DbSession, MaybeAccount, get_ctx
+from app.maps import service as maps
 from app.sites import authz
 from app.stats import service as stats
 from app.templating import render
@@ -20,7 +21,8 @@ def public_map(
     # A private site answers 404 to everyone but its owner: as if it did not exist.
     scope = authz.viewable_site(session, account.id if account else None, key)
     summary = stats.public_summary(session, scope)
-    response = render(request, "map.html", {"site": scope, "summary": summary})
+    world = maps.map_view(session, get_ctx(request).clock, scope, request.query_params.get("range"))
+    response = render(request, "map.html", {"site": scope, "summary": summary, "world": world})
     if not scope.is_public:
         # The owner's preview of a private map must not linger in shared caches.
         response.headers["Cache-Control"] = "private, no-store"

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.context import AppContext
 from app.deps import CurrentAccount, DbSession, get_ctx
+from app.maps.schemas import style_form
 from app.sites import authz
 from app.sites import service as sites
 from app.sites.schemas import SiteForms
@@ -61,6 +62,7 @@ def render_site_page(
             "error": forms.error,
             "name_value": scope.name if forms.name is None else forms.name,
             "public_value": scope.is_public if forms.is_public is None else forms.is_public,
+            "map_style": style_form(session, scope),
         },
         status_code=status_code,
     )

@@ -35,8 +35,8 @@ def test_public_page_shows_total_countries_and_cities(ctx, client):
     ]
     assert "only you can see it" not in page.text
     assert "noindex" not in page.text
-    assert "<!-- WORLD MAP IMAGE:" in page.text  # the spot for the map image
-    assert "<img" not in page.text and "coming" not in page.text.lower()
+    assert f'<img id="world-map" src="/map/{site.public_key}/all.png"' in page.text  # issue 3
+    assert "coming" not in page.text.lower()
 
 
 def test_public_page_of_a_site_without_visitors(ctx, client):

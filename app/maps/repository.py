@@ -1,0 +1,306 @@
+"""All SQL of the maps: location aggregates by range, stored images, styles, nightly claims.
+
+Tenant data is read and written only through a :class:`SiteScope`. Jobs, which carry
+a bare site id, first turn it into a key (:func:`site_key`) and get their scope from
+``app.sites.authz`` like every other caller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.db import insert_for
+from app.ingest.repository import ALL_TIME_PERIOD
+from app.models import (
+    DailyCountryCount,
+    LocationCount,
+    MapNightlyRun,
+    MapStyle,
+    RenderedImage,
+    Site,
+)
+from app.sites.scope import SiteScope
+
+LocationRow = tuple[float, float, int | None, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """UTC days ``first``..``last`` inclusive; ``first`` None is all time."""
+
+    first: dt.date | None
+    last: dt.date
+
+
+@dataclass(frozen=True, slots=True)
+class RangeStats:
+    """What a range's input is made of, from the daily country counts.
+
+    Counts only grow and new visits only land on today, so within windows that end
+    today two equal stats mean equal input: the fingerprint of a render.
+    """
+
+    visits: int
+    first_day: dt.date | None
+    last_day: dt.date | None
+
+
+def _month_end(first: dt.date) -> dt.date:
+    following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return following - dt.timedelta(days=1)
+
+
+def split_window(
+    first: dt.date, last: dt.date
+) -> tuple[list[dt.date], list[tuple[dt.date, dt.date]]]:
+    """Whole months inside [first, last] (read from month rows) and the day spans
+    around them (read from day rows)."""
+    start = first if first.day == 1 else _month_end(first) + dt.timedelta(days=1)
+    months: list[dt.date] = []
+    month = start
+    while month <= last and _month_end(month) <= last:
+        months.append(month)
+        month = _month_end(month) + dt.timedelta(days=1)
+    if not months:
+        return [], [(first, last)]
+    spans = []
+    if first < months[0]:
+        spans.append((first, months[0] - dt.timedelta(days=1)))
+    after = _month_end(months[-1]) + dt.timedelta(days=1)
+    if after <= last:
+        spans.append((after, last))
+    return months, spans
+
+
+def locations(session: Session, scope: SiteScope, window: Window) -> list[LocationRow]:
+    """(latitude, longitude, accuracy km or None, visits) per place in the window."""
+    lc = LocationCount
+    if window.first is None:
+        stmt = select(lc.latitude, lc.longitude, lc.accuracy_km, lc.visits).where(
+            lc.site_id == scope.site_id, lc.grain == "a", lc.period == ALL_TIME_PERIOD
+        )
+    else:
+        months, spans = split_window(window.first, window.last)
+        parts = [and_(lc.grain == "d", lc.period.between(a, b)) for a, b in spans]
+        if months:
+            parts.append(and_(lc.grain == "m", lc.period.between(months[0], months[-1])))
+        stmt = (
+            select(lc.latitude, lc.longitude, lc.accuracy_km, func.sum(lc.visits))
+            .where(lc.site_id == scope.site_id, or_(*parts))
+            .group_by(lc.latitude, lc.longitude, lc.accuracy_km)
+        )
+    return [
+        (float(lat), float(lon), int(acc) or None, int(visits))
+        for lat, lon, acc, visits in session.execute(stmt)
+    ]
+
+
+def range_stats(
+    session: Session, scope: SiteScope, firsts: dict[str, dt.date | None]
+) -> dict[str, RangeStats]:
+    """One query for the stats of several windows that all end today (``None``: all time)."""
+    dcc = DailyCountryCount
+    columns = []
+    for first in firsts.values():
+        inside = dcc.day >= first if first is not None else dcc.day.is_not(None)
+        columns += [
+            func.coalesce(func.sum(case((inside, dcc.visits))), 0),
+            func.min(case((inside, dcc.day))),
+            func.max(case((inside, dcc.day))),
+        ]
+    row = session.execute(select(*columns).where(dcc.site_id == scope.site_id)).one()
+    result = {}
+    for i, name in enumerate(firsts):
+        visits, first_day, last_day = row[3 * i : 3 * i + 3]
+        result[name] = RangeStats(int(visits), _as_date(first_day), _as_date(last_day))
+    return result
+
+
+def _as_date(value: object) -> dt.date | None:
+    # min()/max() over a CASE lose the column type on SQLite: ISO text comes back.
+    if value is None or isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))
+
+
+# --- stored images -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImageMeta:
+    kind: str
+    span: str
+    variant: str
+    etag: str
+    fingerprint: str
+    width: int
+    height: int
+    visits: int
+    rendered_at: dt.datetime
+    checked_at: dt.datetime
+
+
+_META_COLUMNS = (
+    RenderedImage.kind,
+    RenderedImage.span,
+    RenderedImage.variant,
+    RenderedImage.etag,
+    RenderedImage.fingerprint,
+    RenderedImage.width,
+    RenderedImage.height,
+    RenderedImage.visits,
+    RenderedImage.rendered_at,
+    RenderedImage.checked_at,
+)
+
+
+def image_metas(session: Session, scope: SiteScope) -> list[ImageMeta]:
+    rows = session.execute(select(*_META_COLUMNS).where(RenderedImage.site_id == scope.site_id))
+    return [ImageMeta(**row._asdict()) for row in rows]
+
+
+def image(
+    session: Session, scope: SiteScope, kind: str, span: str, variant: str
+) -> RenderedImage | None:
+    return session.get(RenderedImage, (scope.site_id, kind, span, variant))
+
+
+def image_png(session: Session, site_id: int, kind: str, span: str, variant: str) -> bytes | None:
+    """Only the bytes, for the counter's hot path (which has a scope already)."""
+    value = session.scalar(
+        select(RenderedImage.png).where(
+            RenderedImage.site_id == site_id,
+            RenderedImage.kind == kind,
+            RenderedImage.span == span,
+            RenderedImage.variant == variant,
+        )
+    )
+    return bytes(value) if value is not None else None
+
+
+def store_image(
+    session: Session,
+    scope: SiteScope,
+    *,
+    kind: str,
+    span: str,
+    variant: str,
+    png: bytes,
+    etag: str,
+    fingerprint: str,
+    width: int,
+    height: int,
+    visits: int,
+    now: dt.datetime,
+) -> None:
+    values = {
+        "png": png,
+        "etag": etag,
+        "fingerprint": fingerprint,
+        "width": width,
+        "height": height,
+        "visits": visits,
+        "rendered_at": now,
+        "checked_at": now,
+    }
+    stmt = insert_for(session, RenderedImage).values(
+        site_id=scope.site_id, kind=kind, span=span, variant=variant, **values
+    )
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["site_id", "kind", "span", "variant"], set_=values
+        )
+    )
+
+
+def mark_checked(
+    session: Session, scope: SiteScope, keys: Sequence[tuple[str, str, str]], now: dt.datetime
+) -> None:
+    """The input of these images was checked unchanged at ``now``."""
+    for kind, span, variant in keys:
+        session.execute(
+            update(RenderedImage)
+            .where(
+                RenderedImage.site_id == scope.site_id,
+                RenderedImage.kind == kind,
+                RenderedImage.span == span,
+                RenderedImage.variant == variant,
+            )
+            .values(checked_at=now)
+        )
+
+
+# --- styles --------------------------------------------------------------------------
+
+
+def style(session: Session, scope: SiteScope) -> MapStyle | None:
+    return session.get(MapStyle, scope.site_id)
+
+
+def save_style(
+    session: Session,
+    scope: SiteScope,
+    *,
+    size: str,
+    dot_color: str,
+    background: str,
+    show_count: bool,
+    now: dt.datetime,
+) -> None:
+    values = {
+        "size": size,
+        "dot_color": dot_color,
+        "background": background,
+        "show_count": show_count,
+        "updated_at": now,
+    }
+    stmt = insert_for(session, MapStyle).values(site_id=scope.site_id, **values)
+    session.execute(stmt.on_conflict_do_update(index_elements=["site_id"], set_=values))
+
+
+# --- jobs ----------------------------------------------------------------------------
+
+
+def site_key(session: Session, site_id: int, *, lock: bool = False) -> str | None:
+    """The public key of a site by id (jobs carry ids); None when the site is gone.
+
+    ``lock``: on PostgreSQL, hold the site's row until commit (FOR NO KEY UPDATE), so
+    that one render of a site runs at a time across all processes and the site
+    cannot be deleted under it. Counting visits is not blocked (it takes KEY SHARE).
+    """
+    stmt = select(Site.public_key).where(Site.id == site_id)
+    if lock:
+        stmt = stmt.with_for_update(key_share=True)
+    return session.scalar(stmt)
+
+
+def all_site_ids(session: Session) -> list[int]:
+    return list(session.scalars(select(Site.id).order_by(Site.id)))
+
+
+def claim_night(session: Session, night: dt.date, now: dt.datetime) -> bool:
+    """True for the one caller that starts this night's rendering."""
+    stmt = (
+        insert_for(session, MapNightlyRun)
+        .values(night=night, started_at=now, sites=0)
+        .on_conflict_do_nothing()
+        .returning(MapNightlyRun.night)
+    )
+    return session.execute(stmt).first() is not None
+
+
+def finish_night(session: Session, night: dt.date, sites: int, now: dt.datetime) -> None:
+    session.execute(
+        update(MapNightlyRun)
+        .where(MapNightlyRun.night == night)
+        .values(finished_at=now, sites=sites)
+    )
+
+
+def night_run(session: Session, night: dt.date) -> MapNightlyRun | None:
+    return session.get(MapNightlyRun, night)

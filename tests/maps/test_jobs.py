@@ -1,0 +1,159 @@
+"""Map jobs as plain functions, and the nightly schedule with an injected clock.
+
+The in-process engine (``hitmap serve`` on SQLite) is driven here through
+``NightlyScheduler.tick``; it runs the same functions on PostgreSQL too, so both
+databases are covered. Procrastinate's engine is in tests/workers/test_nightly_procrastinate.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from app.maps import repository as repo
+from app.maps.service import MAP, THUMBNAIL_KEY
+from app.maps.tasks import (
+    MAX_DELAY,
+    cron_for,
+    due_night,
+    render_site_job,
+    scheduled_after,
+    scheduled_before,
+)
+from app.sites import authz
+from app.sites import service as sites
+from tests.factories import make_account, make_site
+from tests.maps.helpers import LONDON, PARIS, SYDNEY, add_visits
+from workers.scheduler import NightlyScheduler
+
+UTC = dt.UTC
+AT = dt.time(3, 0)
+
+
+def at(day: int, hour: int, minute: int = 0, second: int = 0) -> dt.datetime:
+    return dt.datetime(2026, 11, day, hour, minute, second, tzinfo=UTC)
+
+
+def test_the_schedule_is_a_utc_time_of_day():
+    assert scheduled_before(at(23, 2, 59), AT) == at(22, 3)
+    assert scheduled_before(at(23, 3), AT) == at(23, 3)
+    assert scheduled_after(at(23, 3), AT) == at(24, 3)
+    other_zone = dt.datetime(2026, 11, 23, 4, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert scheduled_before(other_zone, AT) == at(22, 3)  # 02:30 UTC
+    assert due_night(at(23, 2, 59), AT) is None  # yesterday's start is 24 h old
+    assert due_night(at(23, 3, 0, 1), AT) == dt.date(2026, 11, 23)
+    assert due_night(at(23, 3) + MAX_DELAY, AT) == dt.date(2026, 11, 23)
+    assert due_night(at(23, 3) + MAX_DELAY + dt.timedelta(seconds=1), AT) is None
+    assert cron_for(dt.time(3, 0)) == "0 3 * * *"
+    assert cron_for(dt.time(23, 45)) == "45 23 * * *"
+
+
+def test_a_job_for_a_deleted_site_discards_itself(ctx, caplog):
+    owner = make_account(ctx)
+    site = make_site(ctx, owner)
+    with ctx.db.session() as session:
+        sites.delete_site(session, authz.owned_site(session, owner.id, site.public_key))
+    caplog.set_level("INFO", logger="hitmap.maps.jobs")
+    result = render_site_job(ctx, site.site_id)
+    assert result.status == "discarded" and result.rendered == 0
+    assert f"site {site.site_id} no longer exists" in caplog.text
+    assert render_site_job(ctx, 10**9).status == "discarded"  # never existed
+
+
+def test_a_job_is_idempotent(ctx):
+    site = make_site(ctx, make_account(ctx))
+    add_visits(ctx, site, ctx.clock.now().date(), LONDON)
+    first = render_site_job(ctx, site.site_id)
+    assert (first.status, first.rendered) == ("rendered", 6)
+    again = render_site_job(ctx, site.site_id)
+    assert (again.status, again.rendered, again.skipped) == ("unchanged", 0, 6)
+
+
+def _rendered_at(ctx, scope) -> dict:
+    with ctx.db.session() as session:
+        return {(m.kind, m.span): m.rendered_at for m in repo.image_metas(session, scope)}
+
+
+@pytest.fixture
+def three_sites(ctx, clock):
+    """A and B have visits from ten days ago (in 30 days, 365 days and all time), C too."""
+    clock.set(at(22, 12))
+    account = make_account(ctx)
+    a, b, c = (make_site(ctx, account, domain=f"{n}.example.org") for n in "abc")
+    ten_days_ago = dt.date(2026, 11, 12)
+    add_visits(ctx, a, ten_days_ago, LONDON, 2)
+    add_visits(ctx, b, ten_days_ago, PARIS, 3)
+    add_visits(ctx, c, ten_days_ago, SYDNEY)
+    return account, a, b, c
+
+
+def test_one_run_per_night_that_redraws_only_changed_sites(ctx, clock, three_sites):
+    account, a, b, c = three_sites
+    scheduler = NightlyScheduler(ctx)
+    assert ctx.settings.nightly_at == AT
+
+    clock.set(at(23, 2, 59))
+    assert scheduler.tick() is None  # not yet
+
+    clock.set(at(23, 3, 0, 30))
+    first = scheduler.tick()
+    assert first is not None and first.night == dt.date(2026, 11, 23)
+    assert (first.sites, first.rendered, first.unchanged, first.failed) == (3, 3, 0, 0)
+    night_one = _rendered_at(ctx, a)
+    assert set(night_one) == {THUMBNAIL_KEY[:2]} | {
+        (MAP, s) for s in ("24h", "7d", "30d", "365d", "all")
+    }
+
+    clock.set(at(23, 3, 10))
+    assert scheduler.tick() is None  # the same night: nothing
+    clock.set(at(23, 3, 20))
+    assert NightlyScheduler(ctx).tick() is None  # a restarted server: claimed already
+    with ctx.db.session() as session:
+        run = repo.night_run(session, dt.date(2026, 11, 23))
+        assert run is not None and run.sites == 3 and run.finished_at == at(23, 3, 0, 30)
+
+    clock.set(at(23, 15))
+    add_visits(ctx, a, dt.date(2026, 11, 23), PARIS)  # only A gets a visitor that day
+
+    clock.set(at(24, 3, 0, 5))
+    second = scheduler.tick()
+    assert second is not None and second.night == dt.date(2026, 11, 24)
+    assert (second.rendered, second.unchanged) == (1, 2)
+    assert all(when == at(24, 3, 0, 5) for when in _rendered_at(ctx, a).values())
+    assert _rendered_at(ctx, b) == {k: at(23, 3, 0, 30) for k in night_one}  # untouched
+
+
+def test_a_site_deleted_during_the_night_is_discarded(ctx, clock, three_sites):
+    account, a, b, c = three_sites
+    from app.maps import tasks
+
+    def delete_c_after_the_first_site(result):
+        if result.site_id == a.site_id:
+            with ctx.db.session() as session:
+                sites.delete_site(session, authz.owned_site(session, account.id, c.public_key))
+
+    clock.set(at(23, 3, 1))
+    report = tasks.run_night_in_process(
+        ctx, dt.date(2026, 11, 23), progress=delete_c_after_the_first_site
+    )
+    assert report is not None
+    assert (report.sites, report.rendered, report.discarded, report.failed) == (3, 2, 1, 0)
+    assert _rendered_at(ctx, c) == {}
+
+
+def test_a_failing_site_does_not_stop_the_night(ctx, clock, three_sites, monkeypatch):
+    account, a, b, c = three_sites
+    from app.maps import service, tasks
+
+    real = service.render_site
+
+    def broken_for_b(session, clock_, scope, **kwargs):
+        if scope.site_id == b.site_id:
+            raise RuntimeError("renderer bug")
+        return real(session, clock_, scope, **kwargs)
+
+    monkeypatch.setattr(service, "render_site", broken_for_b)
+    clock.set(at(23, 3, 1))
+    report = tasks.run_night_in_process(ctx, dt.date(2026, 11, 23))
+    assert report is not None and (report.rendered, report.failed) == (2, 1)

@@ -1,0 +1,167 @@
+"""The nightly maps on PostgreSQL through Procrastinate, with two workers.
+
+Workers use their own connections, so this cannot run in the rolled-back test
+transaction: it gets a database of its own (as the live-server tests do). Time is
+injected: each worker's periodic deferrer is asked what is due at the test clock's
+"now" (Procrastinate's own deferrer code and its once-per-timestamp table), and the
+jobs then run on two real Procrastinate workers sharing the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+import pytest
+from procrastinate.periodic import PeriodicDeferrer
+from sqlalchemy import text
+
+from app.clock import FixedClock
+from app.context import build_context
+from app.db import Database, make_engine
+from app.maps import repository as repo
+from app.migrate import upgrade
+from app.sites import authz
+from app.sites import service as sites
+from tests.factories import make_account, make_site
+from tests.live import own_database
+from tests.maps.helpers import LONDON, PARIS, SYDNEY, add_visits
+from workers import procrastinate_app as engine_app
+
+UTC = dt.UTC
+
+
+@pytest.fixture
+def pg_ctx(settings, tmp_path):
+    with own_database("postgresql", tmp_path) as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        assert engine_app.apply_schema(engine) is True
+        assert engine_app.apply_schema(engine) is False  # idempotent
+        settings.database_url = url
+        ctx = build_context(
+            settings,
+            db=Database(engine),
+            clock=FixedClock(dt.datetime(2026, 11, 22, 12, tzinfo=UTC)),
+        )
+        try:
+            yield ctx
+        finally:
+            engine.dispose()
+
+
+def _jobs(ctx) -> list[tuple[str, str, dict]]:
+    with ctx.db.engine.connect() as conn:
+        return [
+            (name, status, args)
+            for name, status, args in conn.execute(
+                text("SELECT task_name, status::text, args FROM procrastinate_jobs ORDER BY id")
+            )
+        ]
+
+
+async def _deferred_by_two_workers(ctx) -> None:
+    """What both workers' periodic deferrers do at the clock's "now"."""
+    apps = [engine_app.make_app(ctx, schedule=True) for _ in range(2)]
+    for app in apps:
+        async with app.open_async():
+            deferrer = PeriodicDeferrer(registry=app.periodic_registry, **app.periodic_defaults)
+            await deferrer.defer_jobs(deferrer.get_previous_tasks(at=ctx.clock.now().timestamp()))
+
+
+async def _run_two_workers(ctx, expected_jobs: int) -> None:
+    """Two workers on the queue until every job has finished."""
+    apps = [engine_app.make_app(ctx, schedule=False) for _ in range(2)]
+    async with apps[0].open_async(), apps[1].open_async():
+        workers = [
+            asyncio.create_task(
+                app.run_worker_async(
+                    name=f"w{i}",
+                    install_signal_handlers=False,
+                    fetch_job_polling_interval=0.1,
+                    delete_jobs="never",
+                )
+            )
+            for i, app in enumerate(apps, 1)
+        ]
+        try:
+            for _ in range(600):
+                jobs = _jobs(ctx)
+                if len(jobs) >= expected_jobs and all(
+                    s not in ("todo", "doing") for _, s, _ in jobs
+                ):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"jobs did not finish: {_jobs(ctx)}")
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+
+def _rendered_at(ctx, scope) -> set[dt.datetime]:
+    with ctx.db.session() as session:
+        return {m.rendered_at for m in repo.image_metas(session, scope)}
+
+
+def test_one_nightly_run_on_two_workers_renders_changed_sites_only(pg_ctx, monkeypatch, caplog):
+    ctx = pg_ctx
+    clock: FixedClock = ctx.clock  # type: ignore[assignment]
+    account = make_account(ctx)
+    a, b, c = (make_site(ctx, account, domain=f"{n}.example.org") for n in "abc")
+    ten_days_ago = dt.date(2026, 11, 12)
+    add_visits(ctx, a, ten_days_ago, LONDON, 2)
+    add_visits(ctx, b, ten_days_ago, PARIS, 3)
+    add_visits(ctx, c, ten_days_ago, SYDNEY)
+
+    # Site C is deleted right after the fan-out listed it: its job must discard itself.
+    listed = repo.all_site_ids
+
+    def list_then_delete_c(session):
+        ids = listed(session)
+        with ctx.db.session() as other:
+            sites.delete_site(other, authz.owned_site(other, account.id, c.public_key))
+        return ids
+
+    monkeypatch.setattr(engine_app.repo, "all_site_ids", list_then_delete_c)
+    caplog.set_level(logging.INFO, logger="hitmap.maps.jobs")
+
+    clock.set(dt.datetime(2026, 11, 23, 2, 59, tzinfo=UTC))
+    asyncio.run(_deferred_by_two_workers(ctx))
+    assert _jobs(ctx) == []  # not due yet
+
+    clock.set(dt.datetime(2026, 11, 23, 3, 0, 20, tzinfo=UTC))
+    asyncio.run(_deferred_by_two_workers(ctx))
+    asyncio.run(_deferred_by_two_workers(ctx))  # a worker restarted: still one
+    assert [(n, s) for n, s, _ in _jobs(ctx)] == [(engine_app.NIGHTLY_TASK, "todo")]
+
+    asyncio.run(_run_two_workers(ctx, expected_jobs=4))
+    jobs = _jobs(ctx)
+    assert [(n, s) for n, s, _ in jobs] == [(engine_app.NIGHTLY_TASK, "succeeded")] + [
+        (engine_app.RENDER_TASK, "succeeded")
+    ] * 3
+    assert sorted(args["site_id"] for _, _, args in jobs[1:]) == sorted(
+        s.site_id for s in (a, b, c)
+    )
+    night_one = clock.now()
+    assert _rendered_at(ctx, a) == {night_one} and _rendered_at(ctx, b) == {night_one}
+    assert f"site {c.site_id} no longer exists; render job discarded" in caplog.text
+    monkeypatch.setattr(engine_app.repo, "all_site_ids", listed)
+
+    # The nightly job again for the same night (a retry, a manual defer): nothing more.
+    assert engine_app.fan_out_night(ctx, dt.date(2026, 11, 23)) is None
+
+    # The next night: only A had a visitor in between.
+    clock.set(dt.datetime(2026, 11, 23, 18, tzinfo=UTC))
+    add_visits(ctx, a, dt.date(2026, 11, 23), SYDNEY)
+    clock.set(dt.datetime(2026, 11, 24, 3, 0, 7, tzinfo=UTC))
+    asyncio.run(_deferred_by_two_workers(ctx))
+    asyncio.run(_run_two_workers(ctx, expected_jobs=4 + 3))
+    assert [s for _, s, _ in _jobs(ctx)] == ["succeeded"] * 7
+    assert _rendered_at(ctx, a) == {clock.now()}
+    assert _rendered_at(ctx, b) == {night_one}  # unchanged: skipped
+    with ctx.db.session() as session:
+        nights = [repo.night_run(session, dt.date(2026, 11, d)) for d in (23, 24)]
+    assert [n.sites for n in nights if n] == [3, 2]
