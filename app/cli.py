@@ -355,7 +355,8 @@ def render_command(key: str | None, all_sites: bool, spans: tuple[str, ...], for
             counts[result.status] += 1
             images += result.rendered
     click.echo(
-        f"{len(site_ids)} sites: {counts['rendered']} redrawn ({images} images), "
+        f"{len(site_ids)} site{'' if len(site_ids) == 1 else 's'}: "
+        f"{counts['rendered']} redrawn ({images} images), "
         f"{counts['unchanged']} unchanged, {counts['discarded']} gone, {failed} failed"
     )
     if failed:

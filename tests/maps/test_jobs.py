@@ -157,3 +157,42 @@ def test_a_failing_site_does_not_stop_the_night(ctx, clock, three_sites, monkeyp
     clock.set(at(23, 3, 1))
     report = tasks.run_night_in_process(ctx, dt.date(2026, 11, 23))
     assert report is not None and (report.rendered, report.failed) == (2, 1)
+
+
+def test_hitmap_render_shows_progress_and_skips_unchanged(ctx):
+    from click.testing import CliRunner
+
+    from app import cli
+
+    account = make_account(ctx)
+    first, second = (make_site(ctx, account, domain=f"{n}.example.org") for n in "ab")
+    add_visits(ctx, first, ctx.clock.now().date(), LONDON)
+    runner = CliRunner()
+
+    one = runner.invoke(cli.main, ["render", "--site", first.public_key], obj=ctx)
+    assert one.exit_code == 0, one.output
+    assert "1 site: 1 redrawn (6 images), 0 unchanged, 0 gone, 0 failed" in one.output
+    assert "Rendering" in one.stderr  # the progress bar
+
+    every = runner.invoke(cli.main, ["render", "--all"], obj=ctx)
+    assert "2 sites: 1 redrawn (6 images), 1 unchanged" in every.output
+
+    week = runner.invoke(cli.main, ["render", "--all", "--range", "7d", "--force"], obj=ctx)
+    assert "2 sites: 2 redrawn (2 images)" in week.output
+
+    for args in ([], ["--site", first.public_key, "--all"]):
+        refused = runner.invoke(cli.main, ["render", *args], obj=ctx)
+        assert refused.exit_code == 2 and "give either --site KEY or --all" in refused.output
+    unknown = runner.invoke(cli.main, ["render", "--site", "AAAAAAAAAAAAAAAAAAAAAA"], obj=ctx)
+    assert unknown.exit_code == 1 and "no such site" in unknown.output
+
+
+def test_hitmap_worker_needs_postgresql(ctx):
+    from click.testing import CliRunner
+
+    from app import cli
+
+    if ctx.db.dialect != "sqlite":
+        pytest.skip("the PostgreSQL worker runs in tests/workers/test_nightly_procrastinate.py")
+    refused = CliRunner().invoke(cli.main, ["worker"], obj=ctx)
+    assert refused.exit_code == 1 and "hitmap worker needs PostgreSQL" in refused.output

@@ -231,3 +231,81 @@ def test_a_deleted_site_takes_its_images_along(ctx):
             .where(LocationCount.site_id == site.site_id)
         )
     assert (left, places) == (0, 0)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_the_migration_backfills_the_aggregate_from_stored_visits(kind, tmp_path):
+    from alembic import command
+    from sqlalchemy import insert
+
+    from app.db import make_engine
+    from app.migrate import alembic_config, upgrade
+    from app.models import Account, Site
+    from tests.live import own_database
+
+    with own_database(kind, tmp_path) as url:
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                command.upgrade(alembic_config(connection=conn), "0001")
+            now = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
+            with engine.begin() as conn:
+                conn.execute(
+                    insert(Account).values(
+                        id=1, email="a@example.org", password_hash="x", created_at=now
+                    )
+                )
+                conn.execute(
+                    insert(Site).values(
+                        id=1,
+                        account_id=1,
+                        public_key="K" * 22,
+                        name="n",
+                        domain="d.org",
+                        is_public=True,
+                        created_at=now,
+                    )
+                )
+                visits = [
+                    (D(2026, 10, 30), 51.5, -0.1, 10),
+                    (D(2026, 11, 2), 51.5, -0.1, 10),
+                    (D(2026, 11, 2), 48.9, 2.35, None),
+                    (D(2026, 11, 2), None, None, None),  # no coordinates: not on maps
+                ]
+                conn.execute(
+                    insert(Visit),
+                    [
+                        {
+                            "site_id": 1,
+                            "day": day,
+                            "visitor_hash": bytes([i]) * 16,
+                            "latitude": lat,
+                            "longitude": lon,
+                            "accuracy_km": acc,
+                        }
+                        for i, (day, lat, lon, acc) in enumerate(visits)
+                    ],
+                )
+            upgrade(engine)
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    select(
+                        LocationCount.grain,
+                        LocationCount.period,
+                        LocationCount.latitude,
+                        LocationCount.accuracy_km,
+                        LocationCount.visits,
+                    ).order_by(*LocationCount.__table__.primary_key.columns)
+                ).all()
+        finally:
+            engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        ("a", D(1970, 1, 1), 48.9, 0, 1),
+        ("a", D(1970, 1, 1), 51.5, 10, 2),
+        ("d", D(2026, 10, 30), 51.5, 10, 1),
+        ("d", D(2026, 11, 2), 48.9, 0, 1),
+        ("d", D(2026, 11, 2), 51.5, 10, 1),
+        ("m", D(2026, 10, 1), 51.5, 10, 1),
+        ("m", D(2026, 11, 1), 48.9, 0, 1),
+        ("m", D(2026, 11, 1), 51.5, 10, 1),
+    ]

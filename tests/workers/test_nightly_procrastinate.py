@@ -165,3 +165,32 @@ def test_one_nightly_run_on_two_workers_renders_changed_sites_only(pg_ctx, monke
     with ctx.db.session() as session:
         nights = [repo.night_run(session, dt.date(2026, 11, d)) for d in (23, 24)]
     assert [n.sites for n in nights if n] == [3, 2]
+
+
+def test_migrate_installs_the_queue_and_worker_once_drains_it(pg_ctx, monkeypatch):
+    from click.testing import CliRunner
+
+    from app import cli
+    from tests.databases import fresh_postgres
+
+    runner = CliRunner()
+    with fresh_postgres() as url:
+        monkeypatch.setenv("HITMAP_DATABASE_URL", url)
+        first = runner.invoke(cli.main, ["migrate"])
+        assert first.exit_code == 0, first.output
+        assert "job queue (Procrastinate) schema installed" in first.output
+        again = runner.invoke(cli.main, ["migrate"])
+        assert again.exit_code == 0 and "job queue" not in again.output
+
+    ctx = pg_ctx
+    site = make_site(ctx, make_account(ctx))
+    add_visits(ctx, site, ctx.clock.now().date(), LONDON)
+    with ctx.db.session() as session:
+        assert engine_app.defer_renders(session, [site.site_id], reason="manual") == 1
+        assert engine_app.defer_renders(session, [site.site_id], reason="manual") == 0
+    drained = runner.invoke(cli.main, ["worker", "--once", "--name", "cli"], obj=ctx)
+    assert drained.exit_code == 0, drained.output
+    assert "nightly maps at 03:00 UTC" in drained.output
+    assert _jobs(ctx) == []  # done, and successful jobs are not kept
+    with ctx.db.session() as session:
+        assert len(repo.image_metas(session, site)) == 6
