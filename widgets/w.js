@@ -127,17 +127,19 @@
       // Keyboard "clicks" have no position; the owner's own overlay is not a visit.
       if (!e.isTrusted || !e.detail || !t || t.nodeType !== 1 ||
           root.hasAttribute("data-hitmap-overlay")) return;
-      var path = location.pathname + (opt("query") ? location.search + location.hash : "");
+      var path = (location.pathname + (opt("query") ? location.search + location.hash : ""))
+        .slice(0, 512);
       if (page !== null && path !== page) send();
       page = path;
       var body = doc.body || root, box = t.getBoundingClientRect(), s = selector(t);
       var click = {
         x: Math.max(0, Math.round(e.pageX)), y: Math.max(0, Math.round(e.pageY)),
-        w: Math.max(root.scrollWidth, body.scrollWidth, 1),
-        h: Math.max(root.scrollHeight, body.scrollHeight, 1),
+        w: Math.min(Math.max(root.scrollWidth, body.scrollWidth, 1), 1e5),
+        h: Math.min(Math.max(root.scrollHeight, body.scrollHeight, 1), 1e5),
         v: window.innerWidth || root.clientWidth || 1,
         r: Math.round((window.devicePixelRatio || 1) * 100) / 100
       };
+      if (click.x > 1e5 || click.y > 1e5) return; // beyond what Hitmap accepts and draws
       if (s) {
         click.s = s;
         click.ox = fraction(e.clientX - box.left, box.width);

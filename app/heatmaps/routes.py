@@ -2,9 +2,9 @@
 
 * ``POST /b/{key}`` — the widget's batch of clicks (``text/plain`` JSON, no CORS
   preflight). 204 when stored (or deliberately not recorded: Do Not Track), 400
-  with a short reason when anything in the batch is invalid (nothing is stored),
-  404 for an unknown key **and** for a batch not sent from one of the site's
-  hostnames: to the beacon, a foreign page is a stranger, and strangers get 404.
+  with a short reason when anything in the batch is invalid or it comes from a
+  page on a foreign host (nothing is stored), 404 for an unknown key and for a
+  request that names no page at all (no ``Origin``, no ``Referer``): a stranger.
 * ``GET /overlay.js`` and ``GET|OPTIONS /o/{key}/clicks`` — the live overlay; the
   data needs an overlay token of that very site and answers CORS only to pages
   on the site's hostnames.

@@ -1,10 +1,11 @@
 """The beacon pipeline: named steps that check a batch of clicks before anything is stored.
 
 A step fills in what it learns (the site, the page, the clicks) or returns a
-:class:`Verdict` that ends the batch: 404 (no such site, or not sent from one of
-its hostnames), 400 with a short reason (nothing from the batch is stored), or
-204 for a batch that is fine but must not be recorded (the visitor asked not to
-be tracked and the owner honours that). Cheap checks come first; the body is
+:class:`Verdict` that ends the batch: 404 (no such site, or a request that names
+no page: no usable ``Origin`` or ``Referer``), 400 with a short reason (a page on
+a foreign host, or anything invalid; nothing from the batch is stored), or 204
+for a batch that is fine but must not be recorded (the visitor asked not to be
+tracked and the owner honours that). Cheap checks come first; the body is
 parsed only after the site and the sender are known.
 
 The wire format (``text/plain`` body holding JSON, so that browsers send it
@@ -62,7 +63,8 @@ class Verdict:
 
 
 UNKNOWN_SITE = Verdict(404, "no such site")
-NOT_FROM_SITE = Verdict(404, "no such site for this page: not sent from one of its hostnames")
+NOT_FROM_SITE = Verdict(404, "no such site: the request names no page (no Origin or Referer)")
+FOREIGN_PAGE = Verdict(400, "foreign origin: the page is not on one of the site's hostnames")
 NOT_TRACKED = Verdict(204, "not recorded: the visitor asked not to be tracked")
 
 
@@ -139,18 +141,36 @@ def page_origin(source: str | None, hostnames: frozenset[str]) -> str | None:
     return f"{parts.scheme}://{shown}" + (f":{port}" if port is not None else "")
 
 
+def _sender(beacon: Beacon) -> str | None:
+    """The page that sent the batch: ``Origin``, or ``Referer`` when the origin is hidden."""
+    if beacon.origin and beacon.origin != "null":
+        return beacon.origin
+    return beacon.referer or None
+
+
 def check_origin(beacon: Beacon) -> Verdict | None:
     """Only pages on the site's hostnames (or their subdomains) may send clicks.
 
     Browsers send ``Origin`` with every POST; ``Referer`` is the fallback when a
-    strict referrer policy made the origin ``null``.
+    strict referrer policy made the origin ``null``. A request that names no page
+    at all is no browser page of any site, a stranger: 404, as every site route
+    answers strangers. A page on another host is a bad request with a reason the
+    owner can act on (add the hostname on the site page): 400.
     """
     assert beacon.site is not None
-    hosts = beacon.site.hostnames
-    beacon.page_origin = page_origin(beacon.origin, hosts) or (
-        page_origin(beacon.referer, hosts) if not beacon.origin or beacon.origin == "null" else None
-    )
-    return None if beacon.page_origin else NOT_FROM_SITE
+    sender = _sender(beacon)
+    beacon.page_origin = page_origin(sender, beacon.site.hostnames)
+    if beacon.page_origin:
+        return None
+    return FOREIGN_PAGE if _is_web_page(sender) else NOT_FROM_SITE
+
+
+def _is_web_page(url: str | None) -> bool:
+    try:
+        parts = urlsplit(url or "")
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
 
 
 def honour_privacy(beacon: Beacon) -> Verdict | None:

@@ -204,6 +204,10 @@ def test_clicks_heatmap_and_live_overlay_in_chromium(browser: Browser, database_
                 old_x = wide[selector][0]  # type: ignore[index]
                 assert _canvas_alpha(page, old_x, y, 3).max() == 0, selector
             assert _canvas_alpha(page, 1050, 850, 10).max() == 0  # an empty spot
+            page.click("#buy")  # the owner's clicks while the overlay is open are not recorded
+            page.goto(blank)
+            page.wait_for_timeout(500)
+            assert len(stored_clicks(ctx, site)) == 6
             assert errors == []
 
             # The heatmap page's "Open with overlay" opens the page itself with the overlay.
