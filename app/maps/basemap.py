@@ -1,0 +1,393 @@
+"""Base maps: the world drawn once per look and size, with its lat/lon → pixel transform.
+
+matplotlib + cartopy are slow (50m outlines cost ~3 s to project) but only draw what
+never changes: ocean, land, lakes, country borders and coastlines from the Natural
+Earth files vendored in ``app/maps/naturalearth/`` (110m for thumbnails, 50m for the
+large map; every feature has an explicit scale, so cartopy never picks 10m and never
+downloads). Each :class:`BaseMap` is rendered once per process and cached in memory
+with the affine that maps Robinson coordinates to pixels; the per-site dots are drawn
+later on a copy (``app.maps.render``) and points are projected with one vectorised
+pyproj call — the world is never re-projected per site.
+
+View: Robinson (``+proj=robin +a=6378137``, cartopy's ``Robinson()``), full longitude
+range, latitudes from :data:`SOUTH_LAT` (-60°, Antarctica is cut off) to the North Pole.
+The map sits centred in the image above an optional ``band`` of pixels at the bottom
+(the thumbnail's count band, the large map's legend), on the theme's frame colour.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:
+    from pyproj import Transformer
+    from shapely.geometry.base import BaseGeometry
+
+DATA_DIR = Path(__file__).parent / "naturalearth"
+"""Folder holding ``shapefiles/natural_earth/{physical,cultural}/`` (cartopy's layout)."""
+CARTOPY_CACHE_DIR = Path(tempfile.gettempdir()) / "hitmap-cartopy"
+"""cartopy's writable ``data_dir``: never site-packages. Nothing is downloaded into it."""
+
+ROBINSON_PROJ4 = "+proj=robin +lon_0=0 +a=6378137 +no_defs"
+"""The same CRS as ``cartopy.crs.Robinson()``."""
+SOUTH_LAT = -60.0
+NORTH_LAT = 90.0
+ROBINSON_HALF_WIDTH = 17005833.33052523  # x of lon ±180 at the equator, metres
+
+Kind = Literal["thumbnail", "world"]
+SCALE_FOR_KIND: dict[str, str] = {"thumbnail": "110m", "world": "50m"}
+
+
+@dataclass(frozen=True, slots=True)
+class Theme:
+    """Colours of one background style. ``None`` means fully transparent."""
+
+    frame: tuple[int, int, int, int]  # outside the globe and the band/legend strip
+    ocean: str | None
+    land: str
+    lake: str | None
+    coast: str
+    border: str
+    text: tuple[int, int, int, int]
+    muted: tuple[int, int, int, int]
+    panel: tuple[int, int, int, int]  # behind text drawn over the map (transparent style)
+
+
+THEMES: dict[str, Theme] = {
+    "light": Theme(
+        frame=(255, 255, 255, 255),
+        ocean="#d5e3ef",
+        land="#f4f2ec",
+        lake="#d5e3ef",
+        coast="#8fa6bb",
+        border="#bcc6cf",
+        text=(30, 41, 59, 255),
+        muted=(100, 116, 139, 255),
+        panel=(255, 255, 255, 255),
+    ),
+    "dark": Theme(
+        frame=(15, 23, 42, 255),
+        ocean="#1c2b45",
+        land="#3a4a63",
+        lake="#1c2b45",
+        coast="#56698a",
+        border="#4d5d78",
+        text=(241, 245, 249, 255),
+        muted=(148, 163, 184, 255),
+        panel=(15, 23, 42, 255),
+    ),
+    "transparent": Theme(
+        frame=(0, 0, 0, 0),
+        ocean=None,
+        land="#cbd2db",
+        lake="#b4bfcc",
+        coast="#8794a6",
+        border="#a3aebd",
+        text=(255, 255, 255, 255),
+        muted=(226, 232, 240, 255),
+        panel=(30, 41, 59, 215),
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BaseMapSpec:
+    """What identifies a base map: one is rendered per distinct spec and process."""
+
+    kind: Kind
+    width: int  # final image size in pixels (scale included)
+    height: int
+    background: str = "light"
+    band: int = 0  # pixels reserved at the bottom, scale included
+    margin: int = 2  # minimum frame around the map, pixels
+
+    @property
+    def ne_scale(self) -> str:
+        return SCALE_FOR_KIND[self.kind]
+
+
+@dataclass(frozen=True, slots=True)
+class BaseMap:
+    """A rendered base map and the affine from Robinson metres to pixel coordinates.
+
+    Pixel coordinates are continuous: (0, 0) is the top-left corner of the top-left
+    pixel, so the centre of pixel (i, j) is (i + 0.5, j + 0.5).
+    """
+
+    spec: BaseMapSpec
+    image: Image.Image  # RGBA; treat as read-only, copy before drawing
+    box: tuple[int, int, int, int]  # map area (left, top, right, bottom) in pixels
+    view: tuple[float, float, float, float]  # Robinson (x0, x1, y0, y1) shown in ``box``
+
+    @property
+    def width(self) -> int:
+        return self.spec.width
+
+    @property
+    def height(self) -> int:
+        return self.spec.height
+
+    @property
+    def pixels_per_metre(self) -> float:
+        left, _, right, _ = self.box
+        x0, x1, _, _ = self.view
+        return (right - left) / (x1 - x0)
+
+    def xy_to_pixels(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Robinson metres → pixel coordinates (vectorised affine)."""
+        left, top, _, _ = self.box
+        x0, _, _, y1 = self.view
+        k = self.pixels_per_metre
+        return left + (x - x0) * k, top + (y1 - y) * k
+
+    def project(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Degrees → pixel coordinates, vectorised.
+
+        Robinson's x is linear in longitude for a given latitude and its y depends on
+        the latitude only, so both come from a per-latitude table (computed once with
+        pyproj at 0.01° steps, the precision of the stored locations; elsewhere the
+        error is below 0.005° ≈ 0.6 km, far under a pixel) and the affine is folded in:
+        ``px = x_origin + x_per_degree[lat] * lon``, ``py = y_table[lat]``. This is
+        ~20x faster than calling pyproj per render.
+
+        Longitudes are wrapped to [-180, 180); latitudes south of the view are clamped
+        to its bottom edge (a visit in Antarctica shows at the bottom of the map rather
+        than nowhere).
+        """
+        x_origin, x_per_degree, y_table = _tables(self)
+        lon = np.asarray(lon, dtype=np.float64)
+        if lon.size and (lon.min() < -180.0 or lon.max() >= 180.0):
+            lon = np.mod(lon + 180.0, 360.0) - 180.0
+        i = np.asarray(lat, dtype=np.float64) - SOUTH_LAT
+        i *= LUT_PER_DEGREE
+        np.clip(i, 0, y_table.size - 1, out=i)
+        k = np.rint(i).astype(np.intp)
+        px = x_per_degree[k]
+        px *= lon
+        px += x_origin
+        return px, y_table[k]
+
+    def project_exact(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`project`, with a pyproj call (reference for tests)."""
+        lon = np.mod(np.asarray(lon, dtype=np.float64) + 180.0, 360.0) - 180.0
+        lat = np.clip(np.asarray(lat, dtype=np.float64), SOUTH_LAT, NORTH_LAT)
+        x, y = robinson().transform(lon, lat)
+        return self.xy_to_pixels(np.asarray(x), np.asarray(y))
+
+
+LUT_PER_DEGREE = 100  # table steps per degree of latitude
+
+
+@cache
+def _lat_table() -> tuple[np.ndarray, np.ndarray]:
+    """Robinson x per degree of longitude and y, in metres, per 0.01° of latitude."""
+    lat = np.linspace(SOUTH_LAT, NORTH_LAT, round((NORTH_LAT - SOUTH_LAT) * LUT_PER_DEGREE) + 1)
+    x, y = robinson().transform(np.ones_like(lat), lat)
+    return np.asarray(x), np.asarray(y)
+
+
+_tables_cache: dict[BaseMapSpec, tuple[float, np.ndarray, np.ndarray]] = {}
+
+
+def _tables(base: BaseMap) -> tuple[float, np.ndarray, np.ndarray]:
+    found = _tables_cache.get(base.spec)
+    if found is None or found[1].size == 0:
+        x_metres, y_metres = _lat_table()
+        left, top, _, _ = base.box
+        x0, _, _, y1 = base.view
+        k = base.pixels_per_metre
+        found = (left - x0 * k, x_metres * k, top + (y1 - y_metres) * k)
+        _tables_cache[base.spec] = found
+    return found
+
+
+@cache
+def robinson() -> Transformer:
+    """lon/lat (degrees, WGS84) → Robinson metres, vectorised."""
+    from pyproj import Transformer
+
+    return Transformer.from_crs("EPSG:4326", ROBINSON_PROJ4, always_xy=True)
+
+
+_lock = threading.Lock()
+_cache: dict[BaseMapSpec, BaseMap] = {}
+
+
+def get_base_map(spec: BaseMapSpec) -> BaseMap:
+    """The cached base map for ``spec``, rendered on first use (thread-safe)."""
+    found = _cache.get(spec)
+    if found is not None:
+        return found
+    with _lock:  # matplotlib is not thread-safe; render each spec once
+        found = _cache.get(spec)
+        if found is None:
+            found = _render(spec)
+            _cache[spec] = found
+        return found
+
+
+def clear_cache() -> None:
+    """Forget every rendered base map and projected feature (tests use it to prove
+    rendering from the files)."""
+    with _lock:
+        _cache.clear()
+        _tables_cache.clear()
+        projected_features.cache_clear()
+
+
+def configure_cartopy() -> None:
+    """Point cartopy at the vendored Natural Earth files; keep its writable dir out of
+    site-packages. Idempotent; called before every base map render."""
+    import cartopy
+
+    cartopy.config["pre_existing_data_dir"] = str(DATA_DIR)
+    cartopy.config["data_dir"] = str(CARTOPY_CACHE_DIR)
+
+
+def _layout(
+    spec: BaseMapSpec,
+) -> tuple[tuple[int, int, int, int], tuple[float, float, float, float]]:
+    """The pixel box of the map and the Robinson view it shows, with equal x/y scale."""
+    rob = robinson()
+    _, y_top = rob.transform(0.0, NORTH_LAT)
+    _, y_bottom = rob.transform(0.0, SOUTH_LAT)
+    avail_w = spec.width - 2 * spec.margin
+    avail_h = spec.height - spec.band - 2 * spec.margin
+    if avail_w < 8 or avail_h < 4:
+        raise ValueError(f"image {spec.width}x{spec.height} is too small for a map")
+    full_w, full_h = 2 * ROBINSON_HALF_WIDTH, y_top - y_bottom
+    k = min(avail_w / full_w, avail_h / full_h)  # pixels per metre
+    box_w, box_h = round(full_w * k), round(full_h * k)
+    left = (spec.width - box_w) // 2
+    top = spec.margin + (avail_h - box_h) // 2
+    # Exact metres per pixel from the integer box: the height decides, x follows.
+    mpp = full_h / box_h
+    half_x = box_w * mpp / 2
+    view = (-half_x, half_x, float(y_bottom), float(y_top))
+    return (left, top, left + box_w, top + box_h), view
+
+
+_FEATURES = {  # name → (Natural Earth category, Natural Earth name)
+    "ocean": ("physical", "ocean"),
+    "land": ("physical", "land"),
+    "lakes": ("physical", "lakes"),
+    "borders": ("cultural", "admin_0_boundary_lines_land"),
+    "coastline": ("physical", "coastline"),
+}
+
+
+@cache
+def projected_features(scale: str) -> dict[str, tuple[BaseGeometry, ...]]:
+    """The Natural Earth geometries at ``scale``, projected to Robinson once per process.
+
+    cartopy reads the vendored shapefiles (``NaturalEarthFeature`` → ``natural_earth()``,
+    which would call the downloader only for a missing file). Projection is one
+    vectorised pyproj call per feature instead of cartopy's per-geometry projection
+    (15-30 s for 50m). This is exact here because Natural Earth splits every geometry at
+    the antimeridian; long edges (the ocean's ±180° sides) are first segmentized to 1°
+    so they follow Robinson's curved outline.
+    """
+    if scale not in ("110m", "50m"):
+        raise ValueError(f"only the vendored 110m and 50m scales exist, not {scale!r}")
+    configure_cartopy()
+    import cartopy.feature as cfeature
+    import shapely
+
+    rob = robinson()
+
+    def to_robinson(coords: np.ndarray) -> np.ndarray:
+        # Natural Earth has vertices a hair past ±180° (180.00000044): PROJ would wrap
+        # them to the opposite edge and draw a line across the map.
+        lon = np.clip(coords[:, 0], -180.0, 180.0)
+        lat = np.clip(coords[:, 1], -90.0, 90.0)
+        x, y = rob.transform(lon, lat)
+        return np.column_stack([x, y])
+
+    out: dict[str, tuple[BaseGeometry, ...]] = {}
+    for name, (category, ne_name) in _FEATURES.items():
+        geoms = np.array(
+            list(cfeature.NaturalEarthFeature(category, ne_name, scale).geometries()),
+            dtype=object,
+        )
+        projected = shapely.transform(shapely.segmentize(geoms, 1.0), to_robinson)
+        out[name] = tuple(projected.tolist())
+    return out
+
+
+def _render(spec: BaseMapSpec) -> BaseMap:
+    configure_cartopy()
+    import cartopy.crs as ccrs
+    import cartopy.feature as cfeature
+    from cartopy.mpl.geoaxes import GeoAxes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    theme = THEMES[spec.background]
+    box, view = _layout(spec)
+    left, top, right, bottom = box
+    dpi = 100.0
+    fig = Figure(figsize=(spec.width / dpi, spec.height / dpi), dpi=dpi)
+    r, g, b, a = (c / 255 for c in theme.frame)
+    fig.patch.set_facecolor((r, g, b, a))
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes(
+        (
+            left / spec.width,
+            1 - bottom / spec.height,
+            (right - left) / spec.width,
+            (bottom - top) / spec.height,
+        ),
+        projection=ccrs.Robinson(),
+    )
+    assert isinstance(ax, GeoAxes)
+    ax.set_aspect("auto")  # the view already has the box's ratio; never shrink the box
+    ax.set_xlim(view[0], view[1])
+    ax.set_ylim(view[2], view[3])
+    ax.patch.set_visible(False)
+    ax.spines["geo"].set_visible(False)
+
+    features = projected_features(spec.ne_scale)
+    rob = ccrs.Robinson()
+    px = 72.0 / dpi  # one pixel in points
+    ppi = spec.width / (1200.0 if spec.kind == "world" else 320.0)  # line width factor
+    coast_w = (0.55 if spec.kind == "world" else 0.45) * max(ppi, 1.0)
+    border_w = (0.45 if spec.kind == "world" else 0.35) * max(ppi, 1.0)
+    layers: list[tuple[str, dict[str, object]]] = []
+    if theme.ocean is not None:
+        layers.append(("ocean", {"facecolor": theme.ocean, "edgecolor": "none"}))
+    layers.append(("land", {"facecolor": theme.land, "edgecolor": "none"}))
+    if theme.lake is not None:
+        layers.append(("lakes", {"facecolor": theme.lake, "edgecolor": "none"}))
+    layers.append(
+        ("borders", {"facecolor": "none", "edgecolor": theme.border, "linewidth": border_w * px})
+    )
+    layers.append(
+        ("coastline", {"facecolor": "none", "edgecolor": theme.coast, "linewidth": coast_w * px})
+    )
+    for zorder, (name, style) in enumerate(layers):
+        feature = cfeature.ShapelyFeature(features[name], rob)
+        ax.add_feature(feature, zorder=zorder, **style)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    if rgba.shape[:2] != (spec.height, spec.width):
+        raise RuntimeError(f"matplotlib drew {rgba.shape[1]}x{rgba.shape[0]}, not {spec}")
+    image = Image.fromarray(np.array(rgba, dtype=np.uint8), "RGBA")
+    base = BaseMap(spec=spec, image=image, box=box, view=view)
+    # Self-check: our affine must be the one matplotlib drew with, or dots drift.
+    probe = np.array([[view[0], view[2]], [view[1], view[3]], [0.0, 0.0]])
+    display = ax.transData.transform(probe)
+    ours_x, ours_y = base.xy_to_pixels(probe[:, 0], probe[:, 1])
+    err = max(
+        np.abs(display[:, 0] - ours_x).max(), np.abs(spec.height - display[:, 1] - ours_y).max()
+    )
+    if err > 0.01:
+        raise RuntimeError(f"base map affine is {err:.3f} px off matplotlib's for {spec}")
+    return base

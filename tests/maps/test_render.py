@@ -1,0 +1,306 @@
+"""Pixel tests of the rendered PNGs: placement, sizes, legend, count digits, transparency."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from app.maps import render
+from app.maps.basemap import BaseMap
+from app.maps.render import (
+    BACKGROUNDS,
+    THUMBNAIL_SIZES,
+    LocationCounts,
+    ThumbnailStyle,
+    render_thumbnail,
+    render_world_map,
+)
+
+LONDON = (51.51, -0.13)
+
+
+def _decode(png: bytes) -> np.ndarray:
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA")).astype(np.int32)
+
+
+def _at(lat: float, lon: float, visits: int, accuracy: int = 20) -> LocationCounts:
+    return LocationCounts.from_rows([(lat, lon, accuracy, visits)])
+
+
+def _red(pixels: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Mask of the dot colour (#e11d48 and its anti-aliased mixes) inside ``box``."""
+    mask = (pixels[:, :, 0] - pixels[:, :, 1] > 50) & (pixels[:, :, 3] > 0)
+    if box is not None:
+        left, top, right, bottom = box
+        outside = np.ones_like(mask)
+        outside[top:bottom, left:right] = False
+        mask[outside] = False
+    return mask
+
+
+def _centroid(mask: np.ndarray) -> tuple[float, float]:
+    ys, xs = np.nonzero(mask)
+    return float(xs.mean() + 0.5), float(ys.mean() + 0.5)
+
+
+def _expected_pixel(base: BaseMap, lat: float, lon: float) -> tuple[float, float]:
+    """Independently of render.py: cartopy's own Robinson transform + the layout (the
+    base map checks at render time that this affine is matplotlib's)."""
+    import cartopy.crs as ccrs
+
+    x, y = ccrs.Robinson().transform_point(lon, lat, ccrs.PlateCarree())
+    left, top, right, bottom = base.box
+    x0, x1, y0, y1 = base.view
+    return left + (x - x0) / (x1 - x0) * (right - left), top + (y1 - y) / (y1 - y0) * (bottom - top)
+
+
+@pytest.fixture(scope="module")
+def world() -> BaseMap:
+    return render.world_base(1)
+
+
+def test_a_visit_in_london_lands_on_london_on_the_world_map(world: BaseMap) -> None:
+    pixels = _decode(render_world_map(_at(*LONDON, 1500)))
+    cx, cy = _centroid(_red(pixels, world.box))
+    ex, ey = _expected_pixel(world, *LONDON)
+    assert abs(cx - ex) < 1.0 and abs(cy - ey) < 1.0, (cx, cy, ex, ey)
+    # And that pixel is on land in the drawn base map (Great Britain, not the sea).
+    land = np.asarray(world.image)[int(ey), int(ex)]
+    assert tuple(land[:3]) != tuple(np.asarray(world.image)[int(ey), int(ex) - 40][:3])
+
+
+@pytest.mark.parametrize("size", list(THUMBNAIL_SIZES))
+def test_a_visit_in_london_lands_on_london_on_the_thumbnail(size: str) -> None:
+    style = ThumbnailStyle(size=size)
+    base = render.thumbnail_base(style)
+    pixels = _decode(render_thumbnail(_at(*LONDON, 1500), 1500, style))
+    cx, cy = _centroid(_red(pixels, base.box))
+    ex, ey = _expected_pixel(base, *LONDON)
+    assert abs(cx - ex) < 1.0 and abs(cy - ey) < 1.0, (cx, cy, ex, ey)
+
+
+def test_fixed_places_are_land_or_water_where_they_should_be(world: BaseMap) -> None:
+    """The base map and the projection agree: no offset between drawing and dots."""
+    image = np.asarray(world.image).astype(np.int32)
+    land = np.array([244, 242, 236])  # THEMES["light"].land
+    places = {
+        (23.0, 13.0): True,  # Sahara
+        (-19.0, 46.8): True,  # Madagascar
+        (37.5, 14.2): True,  # Sicily
+        (40.1, 9.0): True,  # Sardinia
+        (64.8, -18.5): True,  # Iceland
+        (42.0, 50.5): False,  # Caspian Sea
+        (47.7, -87.5): False,  # Lake Superior
+        (-1.0, 33.0): False,  # Lake Victoria
+        (0.0, -150.0): False,  # Pacific
+        (35.0, 18.0): False,  # Mediterranean
+    }
+    lat = np.array([p[0] for p in places])
+    lon = np.array([p[1] for p in places])
+    xs, ys = world.project(lat, lon)
+    for (place, is_land), x, y in zip(places.items(), xs, ys, strict=True):
+        rgb = image[int(y), int(x), :3]
+        assert (np.abs(rgb - land).max() < 6) == is_land, (place, rgb)
+
+
+def test_projection_table_matches_pyproj(world: BaseMap) -> None:
+    rng = np.random.default_rng(0)
+    lat, lon = rng.uniform(-60, 90, 5000), rng.uniform(-180, 180, 5000)
+    fast = world.project(lat, lon)
+    exact = world.project_exact(lat, lon)
+    assert np.abs(fast[0] - exact[0]).max() < 0.05
+    assert np.abs(fast[1] - exact[1]).max() < 0.05
+    rounded = np.round(lat, 2), np.round(lon, 2)  # what the database stores: exact
+    assert np.abs(world.project(*rounded)[1] - world.project_exact(*rounded)[1]).max() < 1e-6
+
+
+def test_dots_grow_with_counts_and_match_the_legend(world: BaseMap) -> None:
+    areas = []
+    for k, visits in enumerate([5, 50, 500, 5000, 50_000, 500_000]):
+        pixels = _decode(render_world_map(_at(0.0, -150.0, visits)))  # mid-Pacific
+        area = int(_red(pixels, world.box).sum())
+        areas.append(area)
+        # The legend shows this class with the same radius as drawn on the map.
+        entry = render.legend_layout(1, k, False)[k]
+        r = entry.radius
+        assert r == render.world_dots(1).radii[k]
+        region = (int(entry.x - r - 2), int(entry.y - r - 2), int(entry.x + r + 3), 600)
+        legend_area = int(_red(pixels, region).sum())
+        assert abs(legend_area - area) <= max(4, 0.12 * area), (k, area, legend_area)
+        assert abs(area - np.pi * r**2) <= max(6, 0.15 * area), (k, area, r)
+    assert areas == sorted(areas) and len(set(areas)) == len(areas), areas
+
+
+def test_legend_lists_size_classes_and_approximate_locations() -> None:
+    labels = [e.label for e in render.legend_layout(1, 0, True)]
+    assert labels == ["1-9", "10-99", "100-999", "1,000+", "approximate location"]
+    labels = [e.label for e in render.legend_layout(1, 5, False)]
+    assert labels[-3:] == ["1,000-9,999", "10,000-99,999", "100,000+"]
+
+
+def test_approximate_locations_are_faint_ellipses_not_hot_spots(world: BaseMap) -> None:
+    us = (37.751, -97.822)
+    approx = _decode(render_world_map(_at(*us, 300_000, accuracy=1000)))
+    precise = _decode(render_world_map(_at(*us, 300_000, accuracy=20)))
+    x, y = (int(v[0]) for v in world.project(np.array([us[0]]), np.array([us[1]])))
+    strength = lambda p: p[y, x, 0] - p[y, x, 1]  # noqa: E731
+    assert strength(precise) > 120  # a saturated dot
+    assert strength(approx) < 70  # only a tint
+    # The tint spans the uncertainty: ~1000 km each way (~30 px at this scale).
+    row = approx[y, :, 0] - approx[y, :, 1] > 20
+    tinted = np.flatnonzero(row[world.box[0] : world.box[2]])
+    assert 45 < tinted.max() - tinted.min() < 80
+    # ...and it never sizes or absorbs the precise dots nearby.
+    rows = [(*us, 1000, 300_000), (us[0] + 0.1, us[1], 20, 3)]
+    canvas = np.array(world.image)
+    clusters, has_approx = render._draw_clusters(
+        canvas, world, LocationCounts.from_rows(rows), render.world_dots(1), "#e11d48", False
+    )
+    assert clusters.weight.tolist() == [3]
+    assert has_approx
+
+
+def test_antimeridian_visits_show_at_both_edges_not_in_the_middle(world: BaseMap) -> None:
+    rows = [(-17.0, 179.9, 10, 50), (-17.0, -179.9, 10, 50)]
+    pixels = _decode(render_world_map(LocationCounts.from_rows(rows)))
+    xs = np.flatnonzero(_red(pixels, world.box).any(axis=0))
+    left, _, right, _ = world.box
+    assert xs.min() < left + 20 and xs.max() > right - 20
+    assert not ((xs > left + 100) & (xs < right - 100)).any()
+
+
+def _glyph_mask(style: ThumbnailStyle, total: int) -> np.ndarray:
+    """The count digits drawn alone with the renderer's font at its layout position."""
+    width, height = THUMBNAIL_SIZES[style.size]
+    lay = render.count_layout(style, total)
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).text(
+        (lay.number_x, lay.baseline),
+        lay.number,
+        font=render.font(lay.number_size),
+        fill=255,
+        anchor="ls",
+    )
+    return np.asarray(mask) > 200
+
+
+@pytest.mark.parametrize("background", BACKGROUNDS)
+def test_thumbnail_shows_the_count_digits(background: str) -> None:
+    style = ThumbnailStyle(size="medium", background=background)
+    theme_text = np.array(render.THEMES[background].text[:3])
+    shown = _decode(render_thumbnail(LocationCounts.empty(), 123, style))
+    zero = _decode(render_thumbnail(LocationCounts.empty(), 0, style))
+    digits = _glyph_mask(style, 123)
+    assert digits.sum() > 20
+    band_top = THUMBNAIL_SIZES["medium"][1] - render._thumbnail_band("medium")
+    assert not digits[:band_top].any()  # the digits sit in the band
+    # Where "123" has ink, the image has the text colour...
+    assert np.abs(shown[digits][:, :3] - theme_text).max(axis=1).mean() < 40
+    # ...which the image with "0" does not have everywhere there.
+    only_123 = digits & ~_glyph_mask(style, 0)
+    assert np.abs(zero[only_123][:, :3] - theme_text).max(axis=1).mean() > 60
+    assert render.count_text(1234567) == ("1,234,567", "visits")
+    assert render.count_text(1) == ("1", "visit")
+
+
+def test_thumbnail_without_count_has_no_band() -> None:
+    style = ThumbnailStyle(show_count=False)
+    base = render.thumbnail_base(style)
+    assert base.box[3] > THUMBNAIL_SIZES["small"][1] - 10
+    pixels = _decode(render_thumbnail(LocationCounts.empty(), 999, style))
+    assert pixels.shape[:2] == (80, 160)
+
+
+def test_transparent_ocean_has_alpha_zero_and_land_is_opaque() -> None:
+    style = ThumbnailStyle(size="large", background="transparent")
+    base = render.thumbnail_base(style)
+    pixels = _decode(render_thumbnail(LocationCounts.empty(), 0, style))
+    (ox, sx), (oy, sy) = base.project(np.array([0.0, 23.0]), np.array([-150.0, 13.0]))
+    assert pixels[int(oy), int(ox), 3] == 0  # Pacific
+    assert pixels[int(sy), int(sx), 3] == 255  # Sahara
+    assert pixels[0, 0, 3] == 0  # outside the globe
+    assert (pixels[:, :, 3] == 0).mean() > 0.4
+    for background in ("light", "dark"):
+        opaque = _decode(
+            render_thumbnail(
+                LocationCounts.empty(), 0, ThumbnailStyle("large", background=background)
+            )
+        )
+        assert (opaque[:, :, 3] == 255).all()
+
+
+def test_dots_on_a_transparent_ocean_are_visible() -> None:
+    style = ThumbnailStyle(size="large", background="transparent")
+    pixels = _decode(render_thumbnail(_at(0.0, -150.0, 500), 500, style))
+    base = render.thumbnail_base(style)
+    dot = _red(pixels, base.box)
+    assert dot.sum() > 10
+    assert pixels[dot][:, 3].max() > 200
+
+
+@pytest.mark.parametrize("size", list(THUMBNAIL_SIZES))
+@pytest.mark.parametrize("background", BACKGROUNDS)
+def test_image_sizes_per_style(size: str, background: str) -> None:
+    for show_count in (True, False):
+        png = render_thumbnail(
+            _at(*LONDON, 3), 3, ThumbnailStyle(size, "#2563eb", background, show_count)
+        )
+        assert Image.open(io.BytesIO(png)).size == THUMBNAIL_SIZES[size]
+
+
+def test_world_map_sizes_and_updated_text() -> None:
+    small = render_world_map(LocationCounts.empty())
+    assert Image.open(io.BytesIO(small)).size == (1200, 600)
+    big = render_world_map(_at(*LONDON, 10), scale=2, updated="2026-11-22 03:00 UTC")
+    assert Image.open(io.BytesIO(big)).size == (2400, 1200)
+    with_text = _decode(render_world_map(LocationCounts.empty(), updated="2026-11-22"))
+    right_strip = (slice(540, 600), slice(900, 1200))
+    plain = _decode(small)
+    assert (np.abs(with_text[right_strip] - plain[right_strip]).sum(axis=2) > 100).sum() > 30
+    with pytest.raises(ValueError, match="scale"):
+        render_world_map(LocationCounts.empty(), scale=3)
+
+
+def test_rendering_is_deterministic() -> None:
+    rows = [(48.86, 2.35, 10, 40), (52.52, 13.4, 10, 7), (37.751, -97.822, 1000, 99)]
+    loc = LocationCounts.from_rows(rows)
+    assert render_world_map(loc) == render_world_map(loc)
+    style = ThumbnailStyle(background="dark")
+    assert render_thumbnail(loc, 146, style) == render_thumbnail(loc, 146, style)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"size": "huge"},
+        {"dot_color": "red"},
+        {"dot_color": "#12345"},
+        {"dot_color": "#12345g"},
+        {"dot_color": "#1234567"},
+        {"background": "blue"},
+        {"show_count": "yes"},
+    ],
+)
+def test_invalid_style_values_raise(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        ThumbnailStyle(**kwargs)  # type: ignore[arg-type]
+
+
+def test_location_counts() -> None:
+    loc = LocationCounts.from_rows([(1.5, 2.5, None, 3), (4.0, 5.0, 250, 7)])
+    assert np.isnan(loc.accuracy_km[0]) and loc.accuracy_km[1] == 250.0
+    assert loc.visits.dtype == np.int64 and loc.total == 10 and len(loc) == 2
+    assert len(LocationCounts.from_rows([])) == 0
+    assert len(LocationCounts.empty()) == 0
+    with pytest.raises(ValueError, match="same length"):
+        LocationCounts(np.zeros(2), np.zeros(1), np.zeros(2), np.zeros(2))
+
+
+def test_bad_rows_are_skipped() -> None:
+    rows = [(float("nan"), 2.0, None, 5), (10.0, 20.0, None, 0), (*LONDON, None, 4)]
+    pixels = _decode(render_world_map(LocationCounts.from_rows(rows)))
+    assert _red(pixels, render.world_base(1).box).sum() > 5
