@@ -211,9 +211,10 @@ class LocationCount(Base):
     * ``grain='m'``: per month (``period`` = the month's first day),
     * ``grain='a'``: all time (``period`` = 1970-01-01).
 
-    A map of any range then reads at most a few hundred rows per location instead
-    of every visit. ``accuracy_km`` 0 means unknown (key columns cannot be NULL);
-    visits without coordinates are not on any map and have no row here.
+    ``place`` packs latitude, longitude and accuracy into one integer
+    (``app.maps.places``). A map of any range then sums at most a few hundred
+    thousand narrow rows instead of reading every visit; visits without coordinates
+    are on no map and have no row here.
     """
 
     __tablename__ = "location_counts"
@@ -223,9 +224,7 @@ class LocationCount(Base):
     )
     grain: Mapped[str] = mapped_column(String(1), primary_key=True)
     period: Mapped[dt.date] = mapped_column(Date, primary_key=True)
-    latitude: Mapped[float] = mapped_column(Float, primary_key=True)
-    longitude: Mapped[float] = mapped_column(Float, primary_key=True)
-    accuracy_km: Mapped[int] = mapped_column(Integer, primary_key=True)
+    place: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     visits: Mapped[int] = mapped_column(BigInteger)
 
 

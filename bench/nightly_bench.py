@@ -49,6 +49,7 @@ from app.context import AppContext, build_context  # noqa: E402
 from app.db import Database, make_engine  # noqa: E402
 from app.maps import repository as repo  # noqa: E402
 from app.maps import service  # noqa: E402
+from app.maps.places import place_key  # noqa: E402
 from app.maps.render import LocationCounts, render_world_map, warm_up  # noqa: E402
 from app.maps.service import SPANS, Span  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
@@ -99,6 +100,13 @@ class Places:
         self.acc = distinct[:, 2].astype(np.int64)
         self.p = np.bincount(inverse.ravel(), weights=self.p)
         self.country = country[first]
+        self.key = np.array(
+            [
+                place_key(la, lo, int(a))
+                for la, lo, a in zip(self.lat, self.lon, self.acc, strict=True)
+            ],
+            dtype=np.int64,
+        )
 
     def __len__(self) -> int:
         return int(self.p.size)
@@ -135,9 +143,7 @@ class Writer:
                         site_id,
                         grain,
                         dt.date.fromordinal(day),
-                        float(places.lat[place]),
-                        float(places.lon[place]),
-                        int(places.acc[place]),
+                        int(places.key[place]),
                         count,
                     )
                 )
@@ -152,8 +158,7 @@ class Writer:
             assert raw is not None
             with raw.cursor() as cur:
                 with cur.copy(
-                    "COPY location_counts (site_id, grain, period, latitude, longitude, "
-                    "accuracy_km, visits) FROM STDIN"
+                    "COPY location_counts (site_id, grain, period, place, visits) FROM STDIN"
                 ) as copy:
                     for row in self.places:
                         copy.write_row(row)
@@ -246,7 +251,7 @@ def add_day(
         conn.execute(
             text(
                 "INSERT INTO location_counts SELECT * FROM lc ON CONFLICT (site_id, grain, "
-                "period, latitude, longitude, accuracy_km) DO UPDATE SET visits = "
+                "period, place) DO UPDATE SET visits = "
                 "location_counts.visits + excluded.visits"
             )
         )
@@ -423,11 +428,34 @@ def per_site(sizes: list[int], places: Places, compare_raw: bool) -> None:
                 + "  ".join(f"{c} ms" for c in cells)
                 + f"   {png_s * 1000:8.1f} ms   {job_s * 1000:8.1f} ms"
             )
+        _explain(ctx, site_ids[-1], sizes[-1])
         if compare_raw:
             site_id, size = site_ids[-1], sizes[-1]
             days, where = raw_visits[site_id]
             _raw_compare(ctx, site_id, size, days, where, places)
         engine.dispose()
+
+
+def _explain(ctx: AppContext, site_id: int, size: int) -> None:
+    """Server-side time of each range's query for the largest site (EXPLAIN ANALYZE)."""
+    from sqlalchemy.dialects import postgresql
+
+    cells = []
+    with ctx.db.session() as session:
+        key = repo.site_key(session, site_id)
+        assert key is not None
+        scope = authz.site_for_admin(session, key)
+        for span in SPANS:
+            stmt = repo.place_counts_query(scope, service.window(span, NIGHT_ONE.date()))
+            sql = str(
+                stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+            )
+            times = []
+            for _ in range(5):
+                plan = session.execute(text("EXPLAIN (ANALYZE) " + sql)).scalars().all()
+                times.append(float(plan[-1].split(":")[1].split()[0]))
+            cells.append(f"{span.value} {statistics.median(times):.1f} ms")
+    print(f"server-side execution, {size:,} visits (EXPLAIN ANALYZE, median): " + ", ".join(cells))
 
 
 def _raw_compare(

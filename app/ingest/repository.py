@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.db import insert_for
 from app.ingest.geoip import Location
+from app.maps.places import ALL_TIME_PERIOD, place_key
 from app.models import DailyCountryCount, DailySalt, DroppedHits, LocationCount, Visit
 from app.sites.scope import SiteScope
 
@@ -66,28 +67,22 @@ def insert_visit(
     return True
 
 
-ALL_TIME_PERIOD = dt.date(1970, 1, 1)
-
-
 def _count_location(session: Session, scope: SiteScope, day: dt.date, location: Location) -> None:
     """The map aggregate: one upsert of the visit's place per day, month and all time."""
-    place = {
-        "site_id": scope.site_id,
-        "latitude": location.latitude,
-        "longitude": location.longitude,
-        "accuracy_km": location.accuracy_km or 0,  # 0: unknown (a key column)
-        "visits": 1,
-    }
+    assert location.latitude is not None and location.longitude is not None
+    try:
+        place = place_key(location.latitude, location.longitude, location.accuracy_km)
+    except ValueError:  # a broken GeoIP record: the visit counts, but on no map
+        return
     rows = [
-        {**place, "grain": "d", "period": day},
-        {**place, "grain": "m", "period": day.replace(day=1)},
-        {**place, "grain": "a", "period": ALL_TIME_PERIOD},
+        {"site_id": scope.site_id, "grain": grain, "period": period, "place": place, "visits": 1}
+        for grain, period in (("d", day), ("m", day.replace(day=1)), ("a", ALL_TIME_PERIOD))
     ]
     session.execute(
         insert_for(session, LocationCount)
         .values(rows)
         .on_conflict_do_update(
-            index_elements=["site_id", "grain", "period", "latitude", "longitude", "accuracy_km"],
+            index_elements=["site_id", "grain", "period", "place"],
             set_={"visits": LocationCount.visits + 1},
         )
     )

@@ -11,11 +11,13 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, or_, select, update
+import numpy as np
+from sqlalchemy import Select, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import insert_for
-from app.ingest.repository import ALL_TIME_PERIOD
+from app.maps import places
+from app.maps.places import ALL_TIME_PERIOD
 from app.models import (
     DailyCountryCount,
     LocationCount,
@@ -77,26 +79,54 @@ def split_window(
     return months, spans
 
 
-def locations(session: Session, scope: SiteScope, window: Window) -> list[LocationRow]:
-    """(latitude, longitude, accuracy km or None, visits) per place in the window."""
+@dataclass(frozen=True, slots=True)
+class Places:
+    """A range's input: place keys (``app.maps.places``) and their visits, as arrays."""
+
+    keys: np.ndarray  # int64
+    visits: np.ndarray  # int64
+
+    def decoded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Latitudes, longitudes, accuracies (km, 0 unknown) and visits."""
+        lat, lon, acc = places.decode(self.keys)
+        return lat, lon, acc, self.visits
+
+
+def place_counts_query(scope: SiteScope, window: Window) -> Select:
+    """Visits per place in the window: one index range scan per part, summed by place."""
     lc = LocationCount
     if window.first is None:
-        stmt = select(lc.latitude, lc.longitude, lc.accuracy_km, lc.visits).where(
+        return select(lc.place, lc.visits).where(
             lc.site_id == scope.site_id, lc.grain == "a", lc.period == ALL_TIME_PERIOD
         )
-    else:
-        months, spans = split_window(window.first, window.last)
-        parts = [and_(lc.grain == "d", lc.period.between(a, b)) for a, b in spans]
-        if months:
-            parts.append(and_(lc.grain == "m", lc.period.between(months[0], months[-1])))
-        stmt = (
-            select(lc.latitude, lc.longitude, lc.accuracy_km, func.sum(lc.visits))
-            .where(lc.site_id == scope.site_id, or_(*parts))
-            .group_by(lc.latitude, lc.longitude, lc.accuracy_km)
-        )
+    months, spans = split_window(window.first, window.last)
+    parts = [and_(lc.grain == "d", lc.period.between(a, b)) for a, b in spans]
+    if months:
+        parts.append(and_(lc.grain == "m", lc.period.between(months[0], months[-1])))
+    return (
+        select(lc.place, func.sum(lc.visits))
+        .where(lc.site_id == scope.site_id, or_(*parts))
+        .group_by(lc.place)
+    )
+
+
+def place_counts(session: Session, scope: SiteScope, window: Window) -> Places:
+    # Core rows, no ORM objects; numpy is slow on Row objects, fast on tuples.
+    rows = session.connection().execute(place_counts_query(scope, window)).all()
+    if not rows:
+        return Places(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+    data = np.array(list(map(tuple, rows)), dtype=np.int64)
+    return Places(data[:, 0], data[:, 1])
+
+
+def locations(session: Session, scope: SiteScope, window: Window) -> list[LocationRow]:
+    """(latitude, longitude, accuracy km or None, visits) per place in the window."""
+    lat, lon, acc, visits = place_counts(session, scope, window).decoded()
     return [
-        (float(lat), float(lon), int(acc) or None, int(visits))
-        for lat, lon, acc, visits in session.execute(stmt)
+        (la, lo, int(a) or None, v)
+        for la, lo, a, v in zip(
+            lat.tolist(), lon.tolist(), acc.tolist(), visits.tolist(), strict=True
+        )
     ]
 
 

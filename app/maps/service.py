@@ -244,8 +244,7 @@ def render_site(
     spans = list(dict.fromkeys(spans))
     today, now = utc_today(clock), clock.now()
     firsts: dict[str, dt.date | None] = {s.value: window(s, today).first for s in spans}
-    if thumbnail:
-        firsts[Span.ALL.value] = None
+    firsts[Span.ALL.value] = None  # also tells which ranges hold every visit
     stats = repo.range_stats(session, scope, firsts)
     stored = {(m.kind, m.span, m.variant): m.fingerprint for m in repo.image_metas(session, scope)}
     report = RenderReport()
@@ -257,9 +256,12 @@ def render_site(
             if stats[name].visits == 0:
                 loaded[key] = LocationCounts.empty()
             else:
-                first = firsts[name]
-                rows = repo.locations(session, scope, Window(first, today))
-                loaded[key] = LocationCounts.from_rows(rows)
+                # A range holding every visit (a site younger than the range) reads the
+                # all-time rows: no summing over days and months.
+                whole = key == _stats_key(stats[Span.ALL.value])
+                first = None if whole else firsts[name]
+                places = repo.place_counts(session, scope, Window(first, today))
+                loaded[key] = LocationCounts(*places.decoded())
         return loaded[key]
 
     def store(key: tuple[str, str, str], png: bytes, fp: str, visits: int) -> None:

@@ -35,19 +35,11 @@ def upgrade() -> None:
         sa.Column("site_id", SiteId, nullable=False),
         sa.Column("grain", sa.String(length=1), nullable=False),
         sa.Column("period", sa.Date(), nullable=False),
-        sa.Column("latitude", sa.Float(), nullable=False),
-        sa.Column("longitude", sa.Float(), nullable=False),
-        sa.Column("accuracy_km", sa.Integer(), nullable=False),
+        sa.Column("place", sa.BigInteger(), nullable=False),
         sa.Column("visits", sa.BigInteger(), nullable=False),
         _site_fk("location_counts"),
         sa.PrimaryKeyConstraint(
-            "site_id",
-            "grain",
-            "period",
-            "latitude",
-            "longitude",
-            "accuracy_km",
-            name=op.f("pk_location_counts"),
+            "site_id", "grain", "period", "place", name=op.f("pk_location_counts")
         ),
     )
     op.create_table(
@@ -92,20 +84,22 @@ def upgrade() -> None:
 
 
 def _backfill_location_counts() -> None:
-    if op.get_bind().dialect.name == "postgresql":
+    from app.maps.places import sql_place_key
+
+    dialect = op.get_bind().dialect.name
+    if dialect == "postgresql":
         month = "CAST(date_trunc('month', day) AS date)"
         epoch = "DATE '1970-01-01'"
     else:
         month = "date(day, 'start of month')"
         epoch = "'1970-01-01'"
+    place = sql_place_key("latitude", "longitude", "accuracy_km", dialect)
     located = "FROM visits WHERE latitude IS NOT NULL AND longitude IS NOT NULL"
-    columns = "latitude, longitude, COALESCE(accuracy_km, 0)"
     for grain, period in (("d", "day"), ("m", month), ("a", epoch)):
         op.execute(
-            "INSERT INTO location_counts "
-            "(site_id, grain, period, latitude, longitude, accuracy_km, visits) "
-            f"SELECT site_id, '{grain}', {period}, {columns}, COUNT(*) {located} "
-            f"GROUP BY site_id, {period}, {columns}"
+            "INSERT INTO location_counts (site_id, grain, period, place, visits) "
+            f"SELECT site_id, '{grain}', {period}, {place}, COUNT(*) {located} "
+            f"GROUP BY site_id, {period}, {place}"
         )
 
 

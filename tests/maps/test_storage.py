@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from app.clock import utc_today
 from app.maps import repository as repo
 from app.maps import service
+from app.maps.places import place_key
 from app.maps.repository import Window, split_window
 from app.maps.service import MAP, SPANS, THUMBNAIL_KEY, Span, Style
 from app.models import LocationCount, RenderedImage, Visit
@@ -56,9 +57,7 @@ def test_a_new_visit_is_counted_per_day_month_and_all_time(ctx, client):
         rows = session.execute(
             select(LocationCount.grain, LocationCount.period, LocationCount.visits).where(
                 LocationCount.site_id == site.site_id,
-                LocationCount.latitude == lat,
-                LocationCount.longitude == lon,
-                LocationCount.accuracy_km == (acc or 0),
+                LocationCount.place == place_key(lat, lon, acc),
             )
         ).all()
     today = utc_today(ctx.clock)
@@ -79,7 +78,7 @@ def _brute_force(ctx, scope, window: Window) -> Counter:
         )
         if window.first is not None:
             stmt = stmt.where(Visit.day >= window.first, Visit.day <= window.last)
-        return Counter({(lat, lon, acc): n for lat, lon, acc, n in session.execute(stmt)})
+        return Counter({(lat, lon, acc or None): n for lat, lon, acc, n in session.execute(stmt)})
 
 
 def test_each_range_reads_exactly_its_visits(ctx):
@@ -292,20 +291,20 @@ def test_the_migration_backfills_the_aggregate_from_stored_visits(kind, tmp_path
                     select(
                         LocationCount.grain,
                         LocationCount.period,
-                        LocationCount.latitude,
-                        LocationCount.accuracy_km,
+                        LocationCount.place,
                         LocationCount.visits,
                     ).order_by(*LocationCount.__table__.primary_key.columns)
                 ).all()
         finally:
             engine.dispose()
+    paris, london = place_key(48.9, 2.35, None), place_key(51.5, -0.1, 10)
     assert [tuple(r) for r in rows] == [
-        ("a", D(1970, 1, 1), 48.9, 0, 1),
-        ("a", D(1970, 1, 1), 51.5, 10, 2),
-        ("d", D(2026, 10, 30), 51.5, 10, 1),
-        ("d", D(2026, 11, 2), 48.9, 0, 1),
-        ("d", D(2026, 11, 2), 51.5, 10, 1),
-        ("m", D(2026, 10, 1), 51.5, 10, 1),
-        ("m", D(2026, 11, 1), 48.9, 0, 1),
-        ("m", D(2026, 11, 1), 51.5, 10, 1),
+        ("a", D(1970, 1, 1), paris, 1),
+        ("a", D(1970, 1, 1), london, 2),
+        ("d", D(2026, 10, 30), london, 1),
+        ("d", D(2026, 11, 2), paris, 1),
+        ("d", D(2026, 11, 2), london, 1),
+        ("m", D(2026, 10, 1), london, 1),
+        ("m", D(2026, 11, 1), paris, 1),
+        ("m", D(2026, 11, 1), london, 1),
     ]
