@@ -163,13 +163,17 @@ class BaseMap:
         than nowhere).
         """
         x_origin, x_per_degree, y_table = _tables(self)
+        lat = np.asarray(lat, dtype=np.float64)
         lon = np.asarray(lon, dtype=np.float64)
-        if lon.size and (lon.min() < -180.0 or lon.max() >= 180.0):
+        if lat.size == 0:
+            return np.empty(0), np.empty(0)
+        if lon.min() < -180.0 or lon.max() >= 180.0:
             lon = np.mod(lon + 180.0, 360.0) - 180.0
-        i = np.asarray(lat, dtype=np.float64) - SOUTH_LAT
-        i *= LUT_PER_DEGREE
-        np.clip(i, 0, y_table.size - 1, out=i)
-        k = np.rint(i).astype(np.intp)
+        if lat.min() < -90.0 or lat.max() > 90.0:
+            lat = np.clip(lat, -90.0, 90.0)
+        # Table row of the nearest 0.01° (the table covers -90..90; rows south of the
+        # view repeat its bottom edge). Values are >= 0: truncation after +0.5 rounds.
+        k = (lat * LUT_PER_DEGREE + (90.0 * LUT_PER_DEGREE + 0.5)).astype(np.intp)
         px = x_per_degree[k]
         px *= lon
         px += x_origin
@@ -188,9 +192,10 @@ LUT_PER_DEGREE = 100  # table steps per degree of latitude
 
 @cache
 def _lat_table() -> tuple[np.ndarray, np.ndarray]:
-    """Robinson x per degree of longitude and y, in metres, per 0.01° of latitude."""
-    lat = np.linspace(SOUTH_LAT, NORTH_LAT, round((NORTH_LAT - SOUTH_LAT) * LUT_PER_DEGREE) + 1)
-    x, y = robinson().transform(np.ones_like(lat), lat)
+    """Robinson x per degree of longitude and y, in metres, per 0.01° of latitude from
+    -90 to 90; latitudes south of the view take the values of its bottom edge."""
+    lat = np.linspace(-90.0, 90.0, 180 * LUT_PER_DEGREE + 1)
+    x, y = robinson().transform(np.ones_like(lat), np.maximum(lat, SOUTH_LAT))
     return np.asarray(x), np.asarray(y)
 
 

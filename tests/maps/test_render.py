@@ -116,6 +116,11 @@ def test_projection_table_matches_pyproj(world: BaseMap) -> None:
     assert np.abs(fast[1] - exact[1]).max() < 0.05
     rounded = np.round(lat, 2), np.round(lon, 2)  # what the database stores: exact
     assert np.abs(world.project(*rounded)[1] - world.project_exact(*rounded)[1]).max() < 1e-6
+    # South of the view (Antarctica) clamps to the map's bottom edge; wrapping works.
+    _, y = world.project(np.array([-77.85, -90.0]), np.array([166.67, 0.0]))
+    assert np.allclose(y, world.box[3], atol=0.01)
+    x, _ = world.project(np.array([10.0, 10.0]), np.array([190.0, -170.0]))
+    assert x[0] == pytest.approx(x[1])
 
 
 def test_dots_grow_with_counts_and_match_the_legend(world: BaseMap) -> None:
@@ -205,6 +210,13 @@ def test_thumbnail_shows_the_count_digits(background: str) -> None:
     assert np.abs(zero[only_123][:, :3] - theme_text).max(axis=1).mean() > 60
     assert render.count_text(1234567) == ("1,234,567", "visits")
     assert render.count_text(1) == ("1", "visit")
+
+
+def test_a_huge_count_still_fits_the_small_thumbnail() -> None:
+    lay = render.count_layout(ThumbnailStyle(), 10**18)
+    end = lay.unit_x + render._text_width(lay.unit, lay.unit_size) if lay.unit else 0.0
+    end = max(end, lay.number_x + render._text_width(lay.number, lay.number_size))
+    assert lay.dot_x - lay.dot_r >= 0 and end <= 160
 
 
 def test_thumbnail_without_count_has_no_band() -> None:
