@@ -62,7 +62,7 @@ def _png_response(request: Request, image: RenderedImage, cache_control: str) ->
     }
     if _not_modified(request, image):
         return Response(status_code=304, headers=headers)
-    return Response(bytes(image.png), media_type="image/png", headers=headers)
+    return Response(service.image_bytes(image), media_type="image/png", headers=headers)
 
 
 @router.get("/map/{key}/{name}.png", name="map_image")

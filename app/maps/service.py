@@ -266,13 +266,14 @@ def render_site(
 
     def store(key: tuple[str, str, str], png: bytes, fp: str, visits: int) -> None:
         width, height = png_size(png)
+        empty = key[0] == MAP and png == _empty_map(VARIANTS[key[2]])
         repo.store_image(
             session,
             scope,
             kind=key[0],
             span=key[1],
             variant=key[2],
-            png=png,
+            png=b"" if empty else png,  # a map without dots: every process has it cached
             etag=etag_for(png),
             fingerprint=fp,
             width=width,
@@ -317,6 +318,16 @@ def render_site(
 
     repo.mark_checked(session, scope, report.skipped, now)
     return report
+
+
+def image_bytes(image: RenderedImage) -> bytes:
+    """The PNG of a stored image. Maps without dots (most small sites' 24 hours and 7
+    days) are stored without bytes: the same base map is cached in every process, and
+    deterministic, so the stored ETag still names these bytes."""
+    png = bytes(image.png)
+    if png or image.kind != MAP:
+        return png
+    return _empty_map(VARIANTS[image.variant])
 
 
 def ensure_image(

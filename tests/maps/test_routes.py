@@ -262,3 +262,18 @@ def test_the_style_form_is_404_for_another_account(ctx, client):
     assert response.status_code == 404
     with ctx.db.session() as session:
         assert repo.style(session, site) is None
+
+
+def test_a_map_without_dots_is_stored_without_bytes_and_served_whole(ctx, client):
+    site = make_site(ctx, make_account(ctx))
+    add_visits(ctx, site, utc_today(ctx.clock) - dt.timedelta(days=20), PARIS)
+    render_site_job(ctx, site.site_id)
+    with ctx.db.session() as session:
+        empty = repo.image(session, site, MAP, "24h", "1x")
+        full = repo.image(session, site, MAP, "30d", "1x")
+        assert bytes(empty.png) == b"" and len(bytes(full.png)) > 0
+        etag = empty.etag
+    day = client.get(f"/map/{site.public_key}/24h.png")
+    assert day.status_code == 200 and _size(day.content) == (1200, 600)
+    assert day.headers["etag"] == etag == service.etag_for(day.content)
+    assert client.get(f"/map/{site.public_key}/7d.png").content == day.content
