@@ -110,11 +110,13 @@ def client(ctx: AppContext) -> Iterator[TestClient]:
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Headless Chromium from Debian, driven by Playwright (never `playwright install`).
 
-    One per run: Playwright's sync API cannot run two instances in one thread.
+    One per test module: Playwright's sync API cannot run two instances in one
+    thread, and while it runs, asyncio.run() fails in that thread, so it must not
+    outlive the browser tests.
     """
     from playwright.sync_api import sync_playwright
 
