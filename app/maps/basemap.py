@@ -128,6 +128,16 @@ class BaseMap:
     view: tuple[float, float, float, float]  # Robinson (x0, x1, y0, y1) shown in ``box``
 
     @property
+    def pixels(self) -> np.ndarray:
+        """The image as a read-only (height, width, 4) uint8 array (cached)."""
+        found = _pixels_cache.get(self.spec)
+        if found is None:
+            found = np.array(self.image)
+            found.setflags(write=False)
+            _pixels_cache[self.spec] = found
+        return found
+
+    @property
     def width(self) -> int:
         return self.spec.width
 
@@ -200,6 +210,7 @@ def _lat_table() -> tuple[np.ndarray, np.ndarray]:
 
 
 _tables_cache: dict[BaseMapSpec, tuple[float, np.ndarray, np.ndarray]] = {}
+_pixels_cache: dict[BaseMapSpec, np.ndarray] = {}
 
 
 def _tables(base: BaseMap) -> tuple[float, np.ndarray, np.ndarray]:
@@ -245,6 +256,7 @@ def clear_cache() -> None:
     with _lock:
         _cache.clear()
         _tables_cache.clear()
+        _pixels_cache.clear()
         projected_features.cache_clear()
 
 

@@ -300,14 +300,17 @@ def capsule_ink(shape: tuple[int, int], x0: float, x1: float, cy: float, r: floa
 
 
 def union(ink: Ink, pixels: int) -> Ink:
-    """Coverage of overlapping shapes of one layer: summed per pixel, capped at 1."""
+    """Coverage of overlapping shapes of one layer: summed per pixel, capped at 1.
+
+    The accumulators are fresh ``np.zeros`` (calloc'd, so only the pages the shapes
+    touch are ever written): a few dots cost a few pages, not the whole image."""
     if ink.idx.size == 0:
         return ink
     acc = np.zeros(pixels, dtype=np.float32)
     np.add.at(acc, ink.idx, ink.fill)
     fill = np.minimum(acc[ink.idx], 1.0)
     if ink.ring.any():
-        acc[:] = 0.0
+        acc = np.zeros(pixels, dtype=np.float32)
         np.add.at(acc, ink.idx, ink.ring)
         ring = np.minimum(acc[ink.idx], 1.0)
     else:
@@ -487,11 +490,11 @@ def _text_width(text: str, size: int) -> float:
 
 
 def _encode(image: Image.Image, transparent: bool) -> bytes:
-    """PNG bytes, quantised to a 256-colour palette first (FASTOCTREE, alpha kept for
-    the transparent style): encoding gets 1.5-2.5x faster than 24/32-bit and the files
-    3x smaller, with no visible difference — these images have two hues plus
+    """Thumbnail PNG bytes, quantised to a 256-colour palette first (FASTOCTREE, alpha
+    kept for the transparent style): encoding gets 1.5-2.5x faster than 24/32-bit and
+    the files 3x smaller, with no visible difference — these images have two hues plus
     anti-aliasing ramps. zlib level 1: level 3+ saves ~5% for 10-150% more time.
-    Figures in bench/README.md."""
+    Figures in bench/README.md. (Large maps use a fixed palette: world_palette.)"""
     if not transparent:
         image = image.convert("RGB")
     image = image.quantize(256, method=Image.Quantize.FASTOCTREE)
@@ -619,7 +622,7 @@ def render_thumbnail(locations: LocationCounts, total: int, style: ThumbnailStyl
     """The counter image: a small world map with visit clusters and, if
     ``style.show_count``, ``total`` in a band below it. PNG bytes."""
     base = thumbnail_base(style)
-    canvas = np.array(base.image)
+    canvas = base.pixels.copy()
     dots = thumbnail_dots(base.width)
     _draw_clusters(canvas, base, locations, dots, style.dot_color, style.background == "dark")
     if style.show_count:
@@ -725,23 +728,69 @@ def render_world_map(
     """The large public map: 1200×600 (2400×1200 at ``scale=2``) with a legend of dot
     sizes and, if given, the "updated" text (drawn as "Updated <text>" unless it already
     starts with "Updated"). PNG bytes."""
+    image = _world_image(locations, scale, updated).convert("RGB")
+    # Mapping onto a palette made once per scale is ~8x faster than building an
+    # adaptive one per image (see world_palette).
+    indexed = image.quantize(palette=world_palette(scale), dither=Image.Dither.NONE)
+    buf = io.BytesIO()
+    indexed.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buf.getvalue()
+
+
+def _world_image(locations: LocationCounts, scale: int, updated: str | None) -> Image.Image:
     base = world_base(scale)
-    canvas = np.array(base.image)
+    canvas = base.pixels.copy()
     clusters, has_approx = _draw_clusters(
         canvas, base, locations, world_dots(scale), WORLD_DOT_COLOUR, False
     )
     max_class = int(size_class(clusters.weight).max()) if len(clusters) else 0
-    image = _draw_legend(canvas, scale, max_class, has_approx, updated)
-    return _encode(image, transparent=False)
+    return _draw_legend(canvas, scale, max_class, has_approx, updated)
+
+
+_world_palettes: dict[int, Image.Image] = {}
+
+
+def world_palette(scale: int) -> Image.Image:
+    """The 256 colours of every large map at ``scale``, made once per process.
+
+    The large map has a fixed look: every pixel is a base map colour, the dot colour or
+    its outline mixed over those at some coverage, an approximate-location tint, or
+    legend text. A training render containing all of them (every dot size over land
+    and sea, overlapping; faint and strong ellipses; the full legend and digits) is
+    quantised once (FASTOCTREE); each map is then mapped onto that palette, which is
+    ~8x faster than quantising each 2400×1200 map adaptively and looks the same.
+    """
+    found = _world_palettes.get(scale)
+    if found is None:
+        lat = np.repeat(np.arange(-57.5, 85.0, 6.5), 56)
+        lon = np.tile(np.arange(-178.0, 180.0, 6.5), lat.size // 56)
+        visits = 10 ** (np.arange(lat.size) % 7)
+        near_lat, near_lon = lat[::3] + 0.6, lon[::3] + 0.9  # overlapping neighbours
+        approx = np.array([[37.75, -97.82], [51.3, 9.5], [-10.0, -55.0], [0.0, -140.0]])
+        training = LocationCounts(
+            np.concatenate([lat, near_lat, approx[:, 0]]),
+            np.concatenate([lon, near_lon, approx[:, 1]]),
+            np.concatenate([np.full(lat.size + near_lat.size, 10.0), np.full(4, 1000.0)]),
+            np.concatenate([visits, visits[::3][::-1], [1, 100, 10_000, 1_000_000]]),
+        )
+        image = _world_image(training, scale, "Updated 0123456789 UTC, - : / .")
+        found = image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE)
+        _world_palettes[scale] = found
+    return found
 
 
 def warm_up() -> None:
-    """Render and cache every base map (call at worker start)."""
-    for size in THUMBNAIL_SIZES:
-        for background in BACKGROUNDS:
-            for show_count in (True, False):
-                base = thumbnail_base(ThumbnailStyle(size, "#e11d48", background, show_count))
-                base.project(np.zeros(1), np.zeros(1))
+    """Render and cache every base map with its tables (call at worker start)."""
+    bases = [
+        thumbnail_base(ThumbnailStyle(size, "#e11d48", background, show_count))
+        for size in THUMBNAIL_SIZES
+        for background in BACKGROUNDS
+        for show_count in (True, False)
+    ]
+    bases += [world_base(scale) for scale in WORLD_SCALES]
+    for base in bases:
+        base.project(np.zeros(1), np.zeros(1))
+        _ = base.pixels
     for scale in WORLD_SCALES:
-        world_base(scale).project(np.zeros(1), np.zeros(1))
+        world_palette(scale)
     count_layout(ThumbnailStyle(), 0)
