@@ -92,22 +92,25 @@ def cluster(
     w = np.asarray(weight, dtype=np.int64)
     if w.size == 0:
         return Clusters.empty()
-    if not (np.isfinite(x.sum() + y.sum()) and w.min() >= 0):  # cheap check first
-        keep = (w > 0) & np.isfinite(x) & np.isfinite(y)
-        x, y, w = x[keep], y[keep], w[keep]
-        if w.size == 0:
-            return Clusters.empty()
 
     # 1. Bin into cells of radius/2 on a dense grid (with a margin for neighbour lookups).
+    # The grid is anchored at multiples of ``cell`` (not at the data), so cells do not
+    # move with the input.
     cell = radius / 2.0
-    # Grid anchored at multiples of ``cell`` (not at the data), so cells do not move
-    # with the input; values are >= 0, so truncation is floor.
     fx = x * (1.0 / cell)
     fy = y * (1.0 / cell)
-    gx = (fx - np.floor(fx.min())).astype(np.int64)
-    gy = (fy - np.floor(fy.min())).astype(np.int64)
-    nx = int(gx.max()) + 1
-    ny = int(gy.max()) + 1
+    lo_x, hi_x, lo_y, hi_y = fx.min(), fx.max(), fy.min(), fy.max()
+    if not (np.isfinite(lo_x + hi_x + lo_y + hi_y) and w.min() >= 0):  # rare: clean up
+        keep = (w > 0) & np.isfinite(fx) & np.isfinite(fy)
+        if not keep.any():
+            return Clusters.empty()
+        x, y, w, fx, fy = x[keep], y[keep], w[keep], fx[keep], fy[keep]
+        lo_x, hi_x, lo_y, hi_y = fx.min(), fx.max(), fy.min(), fy.max()
+    origin_x, origin_y = np.floor(lo_x), np.floor(lo_y)
+    gx = (fx - origin_x).astype(np.int64)  # >= 0: truncation is floor
+    gy = (fy - origin_y).astype(np.int64)
+    nx = int(hi_x - origin_x) + 1
+    ny = int(hi_y - origin_y) + 1
     key = gy * nx + gx
     wf = w.astype(np.float64)
     cell_w = np.bincount(key, weights=wf, minlength=nx * ny)
