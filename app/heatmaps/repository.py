@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from itertools import chain
 from typing import Any, cast
 
 import numpy as np
@@ -110,12 +111,14 @@ def fingerprint(
 def click_points(
     session: Session, scope: SiteScope, path: str, bucket: str, first: dt.date, last: dt.date
 ) -> np.ndarray:
-    """``(n, 4)`` float64 array of x, y, document width, document height.
+    """``(n, 4)`` float32 array of x, y, document width, document height.
 
     Read in chunks straight into numpy, so a page with millions of clicks costs
-    32 bytes per click, not a Python object per value.
+    16 bytes per click (exact: the values are whole pixels up to 100,000), not a
+    Python object per value.
     """
-    result = session.execute(
+    # On the session's connection (Core rows): the ORM result layer costs ~µs per row.
+    result = session.connection().execute(
         select(HeatmapClick.x, HeatmapClick.y, HeatmapClick.doc_width, HeatmapClick.doc_height)
         .where(
             *_in_range(scope, first, last),
@@ -124,9 +127,13 @@ def click_points(
         )
         .execution_options(yield_per=POINT_CHUNK)
     )
-    parts = [np.asarray(chunk, dtype=np.float64) for chunk in result.partitions(POINT_CHUNK)]
+    # np.fromiter over the flattened rows: ~15x faster than np.asarray on Row objects.
+    parts = [
+        np.fromiter(chain.from_iterable(chunk), dtype=np.float32, count=4 * len(chunk))
+        for chunk in result.partitions(POINT_CHUNK)
+    ]
     parts = [p.reshape(-1, 4) for p in parts if len(p)]
-    return np.concatenate(parts) if parts else np.empty((0, 4), dtype=np.float64)
+    return np.concatenate(parts) if parts else np.empty((0, 4), dtype=np.float32)
 
 
 EXPORT_COLUMNS = (
@@ -158,7 +165,7 @@ def export_rows(
     if bucket is not None:
         conditions.append(HeatmapClick.bucket == bucket)
     columns = [getattr(HeatmapClick, name) for name in EXPORT_COLUMNS]
-    result = session.execute(
+    result = session.connection().execute(
         select(*columns)
         .where(*conditions)
         .order_by(HeatmapClick.day, HeatmapClick.id)
