@@ -148,18 +148,20 @@ def cluster(
     shift = ody * stride + odx
     src: list[np.ndarray] = []
     dst: list[np.ndarray] = []
-    claims, group = np.unique(claim, return_inverse=True)
-    for g, c in enumerate(claims):
-        j = np.flatnonzero(group == g)
-        offsets = shift[gap <= c]
+    if n * shift.size <= 100_000:  # small: one broadcast, every offset for every cell
+        batches = [(np.arange(n), shift)]
+    else:  # large: cells grouped by claim radius, each with only the offsets it reaches
+        claims, group = np.unique(claim, return_inverse=True)
+        batches = [(np.flatnonzero(group == g), shift[gap <= c]) for g, c in enumerate(claims)]
+    for j, offsets in batches:
         i = dense[at[j][:, None] + offsets[None, :]]  # (cells, offsets)
-        j = np.broadcast_to(j[:, None], i.shape)
+        jj = np.broadcast_to(j[:, None], i.shape)
         ok = i >= 0
-        i, j = i[ok], j[ok]
-        d2 = (cx[i] - cx[j]) ** 2 + (cy[i] - cy[j]) ** 2
-        near = d2 <= c * c
+        i, jj = i[ok], jj[ok]
+        d2 = (cx[i] - cx[jj]) ** 2 + (cy[i] - cy[jj]) ** 2
+        near = d2 <= claim[jj] ** 2
         src.append(i[near])
-        dst.append(j[near])
+        dst.append(jj[near])
     pi = np.concatenate(src)
     pj = np.concatenate(dst)
 
