@@ -27,8 +27,7 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
 
 def upgrade(engine: Engine) -> None:
     with engine.begin() as conn:
-        # "heads": features developed side by side may each add a branch until merged.
-        command.upgrade(alembic_config(connection=conn), "heads")
+        command.upgrade(alembic_config(connection=conn), "head")
 
 
 def is_current(engine: Engine) -> bool:

@@ -77,6 +77,8 @@ def make_app(ctx: AppContext, *, schedule: bool = True) -> procrastinate.App:
     def render_site(
         site_id: int, spans: list[str], thumbnail: bool = True, reason: str = ""
     ) -> str:
+        if reason == "nightly":
+            return tasks.nightly_site_job(ctx, site_id).status
         return tasks.render_site_job(ctx, site_id, spans=spans, thumbnail=thumbnail).status
 
     @app.task(name=NIGHTLY_TASK, queue=QUEUE, queueing_lock=NIGHTLY_TASK, retry=retry)

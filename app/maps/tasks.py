@@ -82,6 +82,16 @@ def render_site_job(
     return JobResult(site_id, status, len(report.rendered), len(report.skipped))
 
 
+def nightly_site_job(ctx: AppContext, site_id: int) -> JobResult:
+    """One site's nightly work: its maps and thumbnail, then its page heatmaps."""
+    from app.heatmaps.tasks import render_site_heatmaps
+
+    result = render_site_job(ctx, site_id)
+    if result.status != "discarded":
+        render_site_heatmaps(ctx, site_id)
+    return result
+
+
 def _discarded(site_id: int) -> JobResult:
     log.info("site %s no longer exists; render job discarded", site_id)
     return JobResult(site_id, "discarded")
@@ -146,7 +156,7 @@ def run_night_in_process(
     counts = {"rendered": 0, "unchanged": 0, "discarded": 0, "failed": 0}
     for site_id in site_ids:
         try:
-            result = render_site_job(ctx, site_id)
+            result = nightly_site_job(ctx, site_id)
         except Exception:
             log.exception("nightly render of site %s failed; next night retries", site_id)
             counts["failed"] += 1

@@ -1,7 +1,7 @@
 """heatmaps: click beacons, pages, recording options, overlay tokens, rendered heatmaps
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-22 16:00:00
 
 Branches from 0001 beside 0002 (maps); ``app.migrate`` upgrades to all heads.
@@ -15,7 +15,7 @@ from alembic import op
 import app.models
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
