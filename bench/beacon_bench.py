@@ -24,75 +24,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-HITMAP = REPO / ".venv" / "bin" / "hitmap"
-PYTHON = REPO / ".venv" / "bin" / "python"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import HITMAP, database, free_port, make_sites, wait_ready  # noqa: E402
+
 SELECTORS = ["#buy", "#signup", "body>main>ul.links>li:nth-of-type(3)", "nav>a.home", "body"]
 WIDTHS = [375, 414, 800, 1024, 1280, 1440, 1920]
 PATHS = [f"/posts/{i}" for i in range(1, 41)] + ["/", "/pricing", "/about"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def database(kind: str, data_dir: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{data_dir / 'hitmap.sqlite3'}"
-        return
-    sys.path.insert(0, str(REPO))
-    from tests.databases import fresh_postgres
-
-    with fresh_postgres("hitmap_bench") as url:
-        yield url
-
-
-def make_sites(env: dict[str, str], count: int) -> list[tuple[str, str]]:
-    """An account and ``count`` sites, created through the services: (key, domain)."""
-    code = (
-        "import json\n"
-        "from app.context import build_context\n"
-        "from app.settings import load_settings\n"
-        "from app.accounts import service as a\n"
-        "from app.sites import service as s\n"
-        "ctx = build_context(load_settings())\n"
-        "out = []\n"
-        "with ctx.db.session() as db:\n"
-        "    acc = a.sign_up(db, ctx.clock, 'bench@example.org', 'bench password 123')\n"
-        f"    for i in range({count}):\n"
-        "        sc = s.create_site(db, ctx.clock, account_id=acc.id, domain=f'site{i}.example.org')\n"
-        "        out.append((sc.public_key, sc.domain))\n"
-        "print(json.dumps(out))\n"
-    )
-    result = subprocess.run(
-        [str(PYTHON), "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    return [(k, d) for k, d in json.loads(result.stdout.strip().splitlines()[-1])]
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=1).read()  # noqa: S310 - loopback
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"server at {url} not ready after {timeout}s")
 
 
 def make_batch(rng: random.Random, size: int) -> bytes:

@@ -20,17 +20,14 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
+from bench.common import HITMAP, database, free_port, make_sites, wait_ready
+
 HERE = Path(__file__).parent
-REPO = HERE.parents[1]
-HITMAP = REPO / ".venv" / "bin" / "hitmap"
 PAIRS = 10_000
 SITES = 100
 REPEAT_SHARE = 0.2
@@ -41,50 +38,6 @@ UAS = [
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{v} like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
     "Mozilla/5.0 (Linux; Android 14; Pixel {v}) AppleWebKit/537.36 Chrome/120.0 Mobile Safari/537.36",
 ]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def database(kind: str, data_dir: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{data_dir / 'hitmap.sqlite3'}"
-        return
-    sys.path.insert(0, str(REPO))
-    from tests.databases import fresh_postgres
-
-    with fresh_postgres("hitmap_bench") as url:
-        yield url
-
-
-def make_sites(env: dict[str, str]) -> list[tuple[str, str]]:
-    """Create an account and SITES sites through the services; returns (key, domain)."""
-    code = (
-        "import json\n"
-        "from app.context import build_context\n"
-        "from app.settings import load_settings\n"
-        "from app.accounts import service as a\n"
-        "from app.sites import service as s\n"
-        "ctx = build_context(load_settings())\n"
-        "out = []\n"
-        "with ctx.db.session() as db:\n"
-        "    acc = a.sign_up(db, ctx.clock, 'bench@example.org', 'bench password 123')\n"
-        f"    for i in range({SITES}):\n"
-        "        sc = s.create_site(db, ctx.clock, account_id=acc.id, domain=f'site{i}.example.org')\n"
-        "        out.append((sc.public_key, sc.domain))\n"
-        "print(json.dumps(out))\n"
-    )
-    python = str(REPO / ".venv" / "bin" / "python")
-    result = subprocess.run(
-        [python, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    return [tuple(x) for x in json.loads(result.stdout.strip().splitlines()[-1])]  # type: ignore[misc]
 
 
 def public_ip(rng: random.Random) -> str:
@@ -134,19 +87,6 @@ def stored_visits(url: str) -> tuple[int, dict[str, int]]:
         )
     engine.dispose()
     return visits, {k: int(v) for k, v in drops.items()}
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"server at {url} not ready after {timeout}s")
 
 
 def run_wrk(
@@ -238,7 +178,7 @@ def main() -> None:
             "HITMAP_BASE_URL": f"http://127.0.0.1:{port}",
         }
         subprocess.run([str(HITMAP), "migrate"], env=env, check=True, capture_output=True)
-        sites = make_sites(env)
+        sites = make_sites(env, SITES)
         reqs = request_list(sites, args.requests)
         data = tmp / "requests.tsv"
         data.write_text("".join(f"{k}\t{ip}\t{ua}\t{ref}\n" for k, ip, ua, ref in reqs))
