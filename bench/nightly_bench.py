@@ -29,6 +29,7 @@ import argparse
 import datetime as dt
 import io
 import multiprocessing as mp
+import os
 import secrets
 import statistics
 import sys
@@ -276,19 +277,29 @@ def _context(url: str, data_dir: str, now: dt.datetime) -> AppContext:
     return build_context(_settings(url, data_dir), clock=FixedClock(now))
 
 
-def _worker_process(url: str, data_dir: str, now: float, name: str, ready, go) -> None:  # noqa: ANN001
+def _pin_renderer_version() -> None:
+    """Images are redrawn when the renderer's source changes; a benchmark run on a
+    working copy under edit must not see that between its two nights."""
+    service.renderer_version.cache_clear()
+    service.renderer_version = lambda: "bench"  # type: ignore[assignment]
+
+
+def _worker_process(  # noqa: ANN001
+    url: str, data_dir: str, now: float, name: str, concurrency: int, ready, go
+) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
+    _pin_renderer_version()
     ctx = _context(url, data_dir, dt.datetime.fromtimestamp(now, UTC))
     warm_up()
     ready.wait()  # imported and base maps drawn
     go.wait()  # the night's jobs are queued
-    engine_app.run_worker(ctx, once=True, schedule=False, name=name)
+    engine_app.run_worker(ctx, once=True, schedule=False, name=name, concurrency=concurrency)
 
 
 def run_night(
-    url: str, data_dir: str, now: dt.datetime, workers: int
+    url: str, data_dir: str, now: dt.datetime, workers: int, concurrency: int
 ) -> tuple[float, float, float, int]:
     """(fan-out s, warm-up s, drain s, jobs queued): one night, ``workers`` processes."""
     ctx = _context(url, data_dir, now)
@@ -297,7 +308,7 @@ def run_night(
     procs = [
         spawn.Process(
             target=_worker_process,
-            args=(url, data_dir, now.timestamp(), f"bench-{i}", ready, go),
+            args=(url, data_dir, now.timestamp(), f"bench-{i}", concurrency, ready, go),
         )
         for i in range(workers)
     ]
@@ -321,7 +332,15 @@ def run_night(
     return t2 - t1, t1 - t0, t3 - t2, queued
 
 
-def nightly(n_sites: int, workers: int, median: float, sigma: float, places: Places) -> dict:
+def nightly(
+    n_sites: int,
+    workers: int,
+    concurrency: int,
+    median: float,
+    sigma: float,
+    places: Places,
+    nights: int,
+) -> dict:
     with fresh_postgres("hitmap_bench") as url, tempfile.TemporaryDirectory() as data_dir:
         engine = make_engine(url)
         upgrade(engine)
@@ -337,7 +356,7 @@ def nightly(n_sites: int, workers: int, median: float, sigma: float, places: Pla
             conn.execute(text("ANALYZE"))
         setup = time.perf_counter() - t
 
-        fan1, warm1, drain1, queued1 = run_night(url, data_dir, NIGHT_ONE, workers)
+        fan1, warm1, drain1, queued1 = run_night(url, data_dir, NIGHT_ONE, workers, concurrency)
         with engine.connect() as conn:
             images, size = conn.execute(
                 text(
@@ -345,21 +364,25 @@ def nightly(n_sites: int, workers: int, median: float, sigma: float, places: Pla
                     "FROM rendered_images"
                 )
             ).one()
-        active, new_visits = add_day(db, places, site_ids, rates, NIGHT_ONE.date(), seed=2)
-        fan2, warm2, drain2, queued2 = run_night(url, data_dir, NIGHT_TWO, workers)
-        with engine.connect() as conn:
-            redrawn = conn.scalar(
-                text("SELECT count(*) FROM rendered_images WHERE rendered_at = :t"),
-                {"t": NIGHT_TWO},
-            )
+        warm = None
+        if nights > 1:
+            active, new_visits = add_day(db, places, site_ids, rates, NIGHT_ONE.date(), seed=2)
+            fan2, warm2, drain2, queued2 = run_night(url, data_dir, NIGHT_TWO, workers, concurrency)
+            with engine.connect() as conn:
+                redrawn = conn.scalar(
+                    text("SELECT count(*) FROM rendered_images WHERE rendered_at = :t"),
+                    {"t": NIGHT_TWO},
+                )
+            warm = (fan2, drain2, warm2, queued2, active, new_visits, redrawn)
         engine.dispose()
     return {
+        "load": os.getloadavg()[1],
         "sites": n_sites,
         "visits": visits,
         "rows": rows,
         "setup": setup,
         "cold": (fan1, drain1, warm1, queued1, images, size),
-        "warm": (fan2, drain2, warm2, queued2, active, new_visits, redrawn),
+        "warm": warm,
     }
 
 
@@ -491,15 +514,24 @@ def _raw_compare(
 # --- report ----------------------------------------------------------------------------
 
 
-def report(results: list[dict], workers: int) -> None:
+def report(results: list[dict], workers: int, concurrency: int) -> None:
     print()
-    print(f"Nightly run, {workers} worker processes (spawned, warmed up before the clock starts):")
+    print(
+        f"Nightly run, {workers} worker processes x {concurrency} jobs at once "
+        "(spawned, warmed up before the clock starts):"
+    )
     print(
         "sites    visits        agg rows   | cold night: fan-out  drain   images   "
         "stored     | next night: active  fan-out  drain  redrawn"
     )
     for r in results:
         fan1, drain1, warm1, queued1, images, size = r["cold"]
+        if r["warm"] is None:
+            print(
+                f"{r['sites']:>6,}  {r['visits']:>11,}  {r['rows']:>11,}   |  "
+                f"{fan1:6.1f} s {drain1:6.1f} s  {images:>7,}  {size / 2**20:7.0f} MB   |  (not run)"
+            )
+            continue
         fan2, drain2, warm2, queued2, active, new_visits, redrawn = r["warm"]
         print(
             f"{r['sites']:>6,}  {r['visits']:>11,}  {r['rows']:>11,}   |  "
@@ -510,7 +542,8 @@ def report(results: list[dict], workers: int) -> None:
         fan1, drain1, warm1, *_ = r["cold"]
         per = (fan1 + drain1) / r["sites"] * 1000
         print(
-            f"{r['sites']:,} sites: {per:.1f} ms per site cold "
+            f"{r['sites']:,} sites (load average during the run {r['load']:.1f}): "
+            f"{per:.1f} ms per site cold "
             f"(x 10,000 = {per * 10:.0f} s); worker start-up {warm1:.1f} s; data set-up "
             f"{r['setup']:.0f} s"
         )
@@ -520,23 +553,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", default="200", help="comma-separated site counts (200)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
+    parser.add_argument("--concurrency", type=int, default=2, help="jobs per worker (2)")
     parser.add_argument("--rate-median", type=float, default=1.0, help="visits/day, median")
     parser.add_argument("--rate-sigma", type=float, default=1.6, help="log-normal sigma")
     parser.add_argument(
         "--per-site", default="10,1000,100000,1000000", help="visits of the per-site sizes"
     )
     parser.add_argument("--no-nightly", action="store_true", help="only the per-site figures")
+    parser.add_argument("--nights", type=int, choices=(1, 2), default=2, help="cold only: 1")
     parser.add_argument(
         "--compare-raw", action="store_true", help="also time the largest site from raw visits"
     )
     args = parser.parse_args()
+    _pin_renderer_version()
     places = Places()
     results = []
     if not args.no_nightly:
         for n in (int(s) for s in args.sites.split(",")):
             print(f"nightly run over {n:,} sites ...", flush=True)
-            results.append(nightly(n, args.workers, args.rate_median, args.rate_sigma, places))
-        report(results, args.workers)
+            results.append(
+                nightly(
+                    n,
+                    args.workers,
+                    args.concurrency,
+                    args.rate_median,
+                    args.rate_sigma,
+                    places,
+                    args.nights,
+                )
+            )
+        report(results, args.workers, args.concurrency)
     sizes = [int(s) for s in args.per_site.split(",") if s]
     if sizes:
         per_site(sizes, places, args.compare_raw)

@@ -201,7 +201,11 @@ def run_worker(
     schedule: bool = True,
 ) -> None:
     """Run one worker until stopped (SIGINT/SIGTERM), or until the queue is empty
-    (``once``). Rendering is CPU-bound: scale with processes, not concurrency."""
+    (``once``). ``concurrency`` jobs run in threads at once: a job waits on the
+    database part of the time, so two per process keep a core busier."""
+    from app.maps.render import warm_up
+
+    warm_up()  # every base map drawn once, before the first job
     app = make_app(ctx, schedule=schedule)
     options: dict[str, Any] = {"concurrency": concurrency, "wait": not once}
     if name:

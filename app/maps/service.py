@@ -264,22 +264,23 @@ def render_site(
                 loaded[key] = LocationCounts(*places.decoded())
         return loaded[key]
 
+    new: list[repo.NewImage] = []
+
     def store(key: tuple[str, str, str], png: bytes, fp: str, visits: int) -> None:
         width, height = png_size(png)
         empty = key[0] == MAP and png == _empty_map(VARIANTS[key[2]])
-        repo.store_image(
-            session,
-            scope,
-            kind=key[0],
-            span=key[1],
-            variant=key[2],
-            png=b"" if empty else png,  # a map without dots: every process has it cached
-            etag=etag_for(png),
-            fingerprint=fp,
-            width=width,
-            height=height,
-            visits=visits,
-            now=now,
+        new.append(
+            repo.NewImage(
+                kind=key[0],
+                span=key[1],
+                variant=key[2],
+                png=b"" if empty else png,  # a map without dots: every process has it cached
+                etag=etag_for(png),
+                fingerprint=fp,
+                width=width,
+                height=height,
+                visits=visits,
+            )
         )
         report.rendered.append(key)
 
@@ -316,6 +317,7 @@ def render_site(
                     drawn[same_input] = render_world_map(places, scale=scale)
             store(key, drawn[same_input], fp, span_stats.visits)
 
+    repo.store_images(session, scope, new, now)
     repo.mark_checked(session, scope, report.skipped, now)
     return report
 

@@ -57,6 +57,7 @@ def render_site_job(
     wanted = [Span(s) for s in spans]
     try:
         with _SITE_LOCKS[site_id % len(_SITE_LOCKS)], ctx.db.session() as session:
+            repo.relax_durability(session)
             key = repo.site_key(session, site_id, lock=True)
             if key is None:
                 return _discarded(site_id)

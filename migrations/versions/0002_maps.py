@@ -80,6 +80,9 @@ def upgrade() -> None:
         sa.Column("sites", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("night", name=op.f("pk_map_nightly_runs")),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # PNGs are compressed already: no compression attempt when storing them.
+        op.execute("ALTER TABLE rendered_images ALTER COLUMN png SET STORAGE EXTERNAL")
     _backfill_location_counts()
 
 
