@@ -41,7 +41,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock up front. A deferred transaction that reads
+        # and then writes fails at once with "database is locked" (no busy wait) when
+        # another connection committed in between; waiting for the lock is what we want.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
