@@ -477,7 +477,7 @@ def _explain(ctx: AppContext, site_id: int, size: int) -> None:
             for _ in range(5):
                 plan = session.execute(text("EXPLAIN (ANALYZE) " + sql)).scalars().all()
                 times.append(float(plan[-1].split(":")[1].split()[0]))
-            cells.append(f"{span.value} {statistics.median(times):.1f} ms")
+            cells.append(f"{span.value} {statistics.median(times):.2f} ms")
     print(f"server-side execution, {size:,} visits (EXPLAIN ANALYZE, median): " + ", ".join(cells))
 
 
