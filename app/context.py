@@ -10,7 +10,7 @@ from app.clock import Clock, SystemClock
 from app.db import Database
 from app.heatmaps.beacons import BeaconService
 from app.ingest.geoip import GeoLocator
-from app.ingest.service import IngestService
+from app.ingest.service import IngestLimits, IngestService
 from app.settings import Settings
 
 
@@ -25,7 +25,15 @@ class AppContext:
     beacons: BeaconService = field(init=False)
 
     def __post_init__(self) -> None:
-        self.ingest = IngestService(self.db, self.clock, self.geo, self.settings.trusted_networks)
+        s = self.settings
+        self.ingest = IngestService(
+            self.db,
+            self.clock,
+            self.geo,
+            s.trusted_networks,
+            s.spool_dir,
+            IngestLimits(s.max_pending_hits, s.ip_budget_per_second, s.ip_budget_burst),
+        )
         self.beacons = BeaconService(
             self.db, self.clock, self.ingest.sites, self.settings.width_buckets
         )

@@ -38,12 +38,16 @@ def _error_response(request: Request, status: int, message: str) -> Response:
 
 
 @asynccontextmanager
-async def _housekeeping(app: FastAPI) -> AsyncIterator[None]:
+async def _background(app: FastAPI) -> AsyncIterator[None]:
+    """The hit writer's threads and the periodic jobs; on shutdown (SIGTERM) the
+    writer commits, or spools, every hit still pending before the process exits."""
     from workers.housekeeping import run_forever
     from workers.scheduler import run_forever as run_nightly_maps
 
-    task = asyncio.create_task(run_forever(app.state.ctx))
-    maps_task = asyncio.create_task(run_nightly_maps(app.state.ctx))  # SQLite only
+    ctx: AppContext = app.state.ctx
+    ctx.ingest.writer.start()
+    task = asyncio.create_task(run_forever(ctx))
+    maps_task = asyncio.create_task(run_nightly_maps(ctx))  # SQLite only
     try:
         yield
     finally:
@@ -51,13 +55,15 @@ async def _housekeeping(app: FastAPI) -> AsyncIterator[None]:
             running.cancel()
             with suppress(asyncio.CancelledError):
                 await running
+        await asyncio.get_running_loop().run_in_executor(None, ctx.ingest.writer.stop)
 
 
 def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
-    """The web app. ``background_jobs`` runs the periodic jobs in this process
-    (``hitmap serve`` does; tests drive the jobs themselves)."""
+    """The web app. ``background_jobs`` runs the hit writer's threads and the periodic
+    jobs in this process (``hitmap serve`` does; tests drive them themselves, and
+    without the writer thread every hit is written before its answer)."""
     app = FastAPI(
-        lifespan=_housekeeping if background_jobs else None,
+        lifespan=_background if background_jobs else None,
         title="Hitmap",
         version=__version__,
         description="Visitor maps and click heatmaps. The JSON API lives under /api/v1 and "
@@ -140,4 +146,8 @@ def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
             )
         return response
 
+    from app.ingest.routes import CounterEndpoint
+
+    # Outermost of our middleware: the counter skips routing and the HTML headers.
+    app.add_middleware(CounterEndpoint, ingest=ctx.ingest)
     return app

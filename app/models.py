@@ -135,6 +135,19 @@ class DailySalt(Base):
     salt: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
+class AppliedSpoolRecord(Base):
+    """Ids of spooled batches already written: replay after a crash applies each once.
+
+    Rows older than a week are deleted by the hourly housekeeping; a spool segment is
+    deleted right after it is applied, so only a crash in between needs the id.
+    """
+
+    __tablename__ = "applied_spool_records"
+
+    record_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    applied_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 class Visit(Base):
     """One unique visitor per site per UTC day. No IP, no user agent: only a keyed hash."""
 

@@ -148,6 +148,28 @@ class Settings(BaseSettings):
         description="A stored heatmap whose range includes today is shown for this long "
         "before new clicks make it render again.",
     )
+    workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Web server processes `hitmap serve` starts (they share the database; "
+        "measured best on 2 cores: 2). On SQLite, 1 or 2.",
+    )
+    max_pending_hits: int = Field(
+        default=20_000,
+        ge=100,
+        description="Hits a web process may hold waiting for the database; beyond it, "
+        "the counter sheds (answers its image uncounted, reason 'shed').",
+    )
+    ip_budget_per_second: float = Field(
+        default=20.0,
+        gt=0,
+        description="Counter hits per second one client address may send before "
+        "the rest is shed (reason 'ip_budget'); one address is usually one visitor.",
+    )
+    ip_budget_burst: int = Field(
+        default=200, ge=1, description="Hits one client address may send at once."
+    )
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -208,6 +230,11 @@ class Settings(BaseSettings):
     @property
     def secure_cookies(self) -> bool:
         return self.base_url.startswith("https://")
+
+    @property
+    def spool_dir(self) -> Path:
+        """Hits the database could not take wait here (fsynced) until it is back."""
+        return self.data_dir / "spool"
 
     @property
     def effective_database_url(self) -> str:

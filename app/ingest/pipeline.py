@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import urlsplit
 
+from app.ingest.budgets import Backlog, LoadGauge, TokenBuckets
 from app.ingest.geoip import UNKNOWN_LOCATION, GeoLocator, Location
 from app.ingest.salts import SaltKeeper, visitor_hash
 from app.sites.keys import host_matches
@@ -28,6 +29,9 @@ class DropReason(StrEnum):
     BOT = "bot"
     PREFETCH = "prefetch"
     NO_CLIENT_IP = "no_client_ip"
+    IP_BUDGET = "ip_budget"
+    SITE_BUDGET = "site_budget"
+    SHED = "shed"
 
 
 DROP_LABELS = {
@@ -36,6 +40,9 @@ DROP_LABELS = {
     DropReason.BOT: "Bot or crawler",
     DropReason.PREFETCH: "Prefetch or preview",
     DropReason.NO_CLIENT_IP: "No client address",
+    DropReason.IP_BUDGET: "Too many hits from one address (shed)",
+    DropReason.SITE_BUDGET: "Site over its share while busy (shed)",
+    DropReason.SHED: "Server over capacity (shed)",
 }
 
 BOT_PATTERN = re.compile(
@@ -128,6 +135,24 @@ def check_referrer(hit: Hit) -> DropReason | None:
     return None
 
 
+def within_ip_budget(buckets: TokenBuckets) -> Step:
+    def step(hit: Hit) -> DropReason | None:
+        assert hit.client_ip is not None
+        return None if buckets.take(hit.client_ip) else DropReason.IP_BUDGET
+
+    step.__name__ = "within_ip_budget"
+    return step
+
+
+def admit_under_load(backlog: Backlog, gauge: LoadGauge) -> Step:
+    def step(hit: Hit) -> DropReason | None:
+        verdict = backlog.verdict(gauge, hit.scope.site_id)
+        return None if verdict is None else DropReason(verdict)
+
+    step.__name__ = "admit_under_load"
+    return step
+
+
 def identify_visitor(salts: SaltKeeper) -> Step:
     def step(hit: Hit) -> DropReason | None:
         assert hit.client_ip is not None
@@ -150,13 +175,20 @@ def locate(geo: GeoLocator) -> Step:
 
 
 def build_pipeline(
-    trusted: Sequence[IPNetwork], salts: SaltKeeper, geo: GeoLocator
+    trusted: Sequence[IPNetwork],
+    salts: SaltKeeper,
+    geo: GeoLocator,
+    ip_budget: TokenBuckets,
+    backlog: Backlog,
+    gauge: LoadGauge,
 ) -> tuple[Step, ...]:
     return (
         reject_prefetch,
         reject_bots,
         check_referrer,
         resolve_client_ip(trusted),
+        within_ip_budget(ip_budget),
+        admit_under_load(backlog, gauge),
         identify_visitor(salts),
         locate(geo),
     )

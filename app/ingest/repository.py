@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -10,8 +13,38 @@ from sqlalchemy.orm import Session
 from app.db import insert_for
 from app.ingest.geoip import Location
 from app.maps.places import ALL_TIME_PERIOD, place_key
-from app.models import DailyCountryCount, DailySalt, DroppedHits, LocationCount, Visit
+from app.models import (
+    AppliedSpoolRecord,
+    DailyCountryCount,
+    DailySalt,
+    DroppedHits,
+    LocationCount,
+    Visit,
+)
 from app.sites.scope import SiteScope
+
+VisitKey = tuple[int, dt.date, bytes]  # (site id, day, visitor hash): one visit
+
+
+@dataclass(frozen=True, slots=True)
+class NewVisit:
+    """A visit the pipeline accepted, waiting in a batch to be inserted."""
+
+    scope: SiteScope
+    day: dt.date
+    visitor_hash: bytes
+    location: Location
+
+    @property
+    def key(self) -> VisitKey:
+        return (self.scope.site_id, self.day, self.visitor_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class DropKey:
+    scope: SiteScope
+    day: dt.date
+    reason: str
 
 
 def ensure_salt(session: Session, day: dt.date, candidate: bytes) -> bytes:
@@ -31,74 +64,6 @@ def stored_salt_days(session: Session) -> list[dt.date]:
     return list(session.scalars(select(DailySalt.day).order_by(DailySalt.day)))
 
 
-def insert_visit(
-    session: Session, scope: SiteScope, day: dt.date, visitor_hash: bytes, location: Location
-) -> bool:
-    """Insert the day's visit unless it exists; True when it was new (and so counted)."""
-    stmt = (
-        insert_for(session, Visit)
-        .values(
-            site_id=scope.site_id,
-            day=day,
-            visitor_hash=visitor_hash,
-            country_code=location.country_code,
-            region=location.region,
-            city=location.city,
-            latitude=location.latitude,
-            longitude=location.longitude,
-            accuracy_km=location.accuracy_km,
-        )
-        .on_conflict_do_nothing()
-        .returning(Visit.site_id)
-    )
-    if session.execute(stmt).first() is None:
-        return False
-    count = insert_for(session, DailyCountryCount).values(
-        site_id=scope.site_id, day=day, country_code=location.country_code or "", visits=1
-    )
-    session.execute(
-        count.on_conflict_do_update(
-            index_elements=["site_id", "day", "country_code"],
-            set_={"visits": DailyCountryCount.visits + 1},
-        )
-    )
-    if location.latitude is not None and location.longitude is not None:
-        _count_location(session, scope, day, location)
-    return True
-
-
-def _count_location(session: Session, scope: SiteScope, day: dt.date, location: Location) -> None:
-    """The map aggregate: one upsert of the visit's place per day, month and all time."""
-    assert location.latitude is not None and location.longitude is not None
-    try:
-        place = place_key(location.latitude, location.longitude, location.accuracy_km)
-    except ValueError:  # a broken GeoIP record: the visit counts, but on no map
-        return
-    rows = [
-        {"site_id": scope.site_id, "grain": grain, "period": period, "place": place, "visits": 1}
-        for grain, period in (("d", day), ("m", day.replace(day=1)), ("a", ALL_TIME_PERIOD))
-    ]
-    session.execute(
-        insert_for(session, LocationCount)
-        .values(rows)
-        .on_conflict_do_update(
-            index_elements=["site_id", "grain", "period", "place"],
-            set_={"visits": LocationCount.visits + 1},
-        )
-    )
-
-
-def count_drop(session: Session, scope: SiteScope, day: dt.date, reason: str) -> None:
-    stmt = insert_for(session, DroppedHits).values(
-        site_id=scope.site_id, day=day, reason=reason, hits=1
-    )
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["site_id", "day", "reason"], set_={"hits": DroppedHits.hits + 1}
-        )
-    )
-
-
 def total_visits(session: Session, scope: SiteScope) -> int:
     total = session.scalar(
         select(func.coalesce(func.sum(DailyCountryCount.visits), 0)).where(
@@ -106,3 +71,123 @@ def total_visits(session: Session, scope: SiteScope) -> int:
         )
     )
     return int(total or 0)
+
+
+def insert_visits(session: Session, visits: Sequence[NewVisit]) -> set[VisitKey]:
+    """Insert a batch, ignoring visits already stored; count the new ones in the aggregates.
+
+    Returns the keys of the visits this call inserted. The aggregates are derived from
+    what the insert returned, so a batch retried after a failure never counts twice.
+    """
+    unique = list({v.key: v for v in reversed(visits)}.values())  # first occurrence wins
+    if not unique:
+        return set()
+    rows = [
+        {
+            "site_id": v.scope.site_id,
+            "day": v.day,
+            "visitor_hash": v.visitor_hash,
+            "country_code": v.location.country_code,
+            "region": v.location.region,
+            "city": v.location.city,
+            "latitude": v.location.latitude,
+            "longitude": v.location.longitude,
+            "accuracy_km": v.location.accuracy_km,
+        }
+        for v in unique
+    ]
+    stmt = (
+        insert_for(session, Visit)
+        .on_conflict_do_nothing()
+        .returning(Visit.site_id, Visit.day, Visit.visitor_hash)
+    )
+    inserted: set[VisitKey] = {
+        (site_id, day, bytes(h)) for site_id, day, h in session.execute(stmt, rows).all()
+    }
+    if not inserted:
+        return inserted
+    countries: Counter[tuple[int, dt.date, str]] = Counter()
+    places: Counter[tuple[int, str, dt.date, int]] = Counter()
+    for v in unique:
+        if v.key not in inserted:
+            continue
+        countries[(v.scope.site_id, v.day, v.location.country_code or "")] += 1
+        place = _place(v.location)
+        if place is not None:
+            for grain, period in _periods(v.day):
+                places[(v.scope.site_id, grain, period, place)] += 1
+    add_counts = insert_for(session, DailyCountryCount)
+    session.execute(
+        add_counts.on_conflict_do_update(
+            index_elements=["site_id", "day", "country_code"],
+            set_={"visits": DailyCountryCount.visits + add_counts.excluded.visits},
+        ),
+        [
+            {"site_id": site_id, "day": day, "country_code": cc, "visits": n}
+            for (site_id, day, cc), n in sorted(countries.items())
+        ],
+    )
+    if places:
+        add_places = insert_for(session, LocationCount)
+        session.execute(
+            add_places.on_conflict_do_update(
+                index_elements=["site_id", "grain", "period", "place"],
+                set_={"visits": LocationCount.visits + add_places.excluded.visits},
+            ),
+            # Sorted, so that concurrent writers lock rows in the same order (no deadlock).
+            [
+                {"site_id": site_id, "grain": g, "period": period, "place": place, "visits": n}
+                for (site_id, g, period, place), n in sorted(places.items())
+            ],
+        )
+    return inserted
+
+
+def _periods(day: dt.date) -> tuple[tuple[str, dt.date], ...]:
+    """The map aggregate's grains: the day, its month and all time."""
+    return (("d", day), ("m", day.replace(day=1)), ("a", ALL_TIME_PERIOD))
+
+
+def _place(location: Location) -> int | None:
+    if location.latitude is None or location.longitude is None:
+        return None
+    try:
+        return place_key(location.latitude, location.longitude, location.accuracy_km)
+    except ValueError:  # a broken GeoIP record: the visit counts, but on no map
+        return None
+
+
+def add_drops(session: Session, drops: Mapping[DropKey, int]) -> None:
+    """Add many dropped-hit counts at once (reasons the pipeline or the load shedder gave)."""
+    totals: Counter[tuple[int, dt.date, str]] = Counter()
+    for key, hits in drops.items():
+        totals[(key.scope.site_id, key.day, key.reason)] += hits
+    if not totals:
+        return
+    stmt = insert_for(session, DroppedHits)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["site_id", "day", "reason"],
+            set_={"hits": DroppedHits.hits + stmt.excluded.hits},
+        ),
+        [
+            {"site_id": site_id, "day": day, "reason": reason, "hits": n}
+            for (site_id, day, reason), n in sorted(totals.items())
+        ],
+    )
+
+
+def claim_spool_record(session: Session, record_id: str, now: dt.datetime) -> bool:
+    """Mark a spooled record applied in this transaction; False if it already was."""
+    stmt = (
+        insert_for(session, AppliedSpoolRecord)
+        .values(record_id=record_id, applied_at=now)
+        .on_conflict_do_nothing()
+        .returning(AppliedSpoolRecord.record_id)
+    )
+    return session.execute(stmt).first() is not None
+
+
+def forget_spool_records_before(session: Session, when: dt.datetime) -> int:
+    result = session.execute(delete(AppliedSpoolRecord).where(AppliedSpoolRecord.applied_at < when))
+    return int(result.rowcount)  # type: ignore[attr-defined]

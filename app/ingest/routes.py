@@ -1,57 +1,110 @@
-"""The counter endpoint: a thin HTTP shell around IngestService. It always answers an image."""
+"""The counter endpoint, a thin shell around IngestService that always answers an image.
+
+``GET /c/{key}.png`` is served by :class:`CounterEndpoint`, plain ASGI in front of
+FastAPI: the busiest URL of the service skips routing, dependency injection and
+the HTML middleware, and builds its answer from bytes cached per site.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+import logging
 
-from app.deps import get_ctx
-from app.ingest.counter_image import etag_for
-from app.ingest.service import HitRequest, Outcome
+from fastapi import APIRouter
+from fastapi.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.ingest.images import NEUTRAL, CounterImage
+from app.ingest.service import HitRequest, HitResult, IngestService, Outcome
 from widgets import widget_source
 
+log = logging.getLogger("hitmap.ingest")
 router = APIRouter(tags=["counter"])
 WIDGET_SOURCE = widget_source()
 
-
+COUNTER_PATH = "/c/{key}.png"
 # "no-cache" lets the browser keep the bytes but makes it ask us on every page
 # view (answered 304 when unchanged), so every view reaches the counter and no
 # visit can be lost to a cached image.
-COUNTER_HEADERS = {
-    "Cache-Control": "private, no-cache",
-    "Cross-Origin-Resource-Policy": "cross-origin",
-    "X-Content-Type-Options": "nosniff",
-}
+COUNTER_HEADERS = [
+    (b"content-type", b"image/png"),
+    (b"cache-control", b"private, no-cache"),
+    (b"cross-origin-resource-policy", b"cross-origin"),
+    (b"x-content-type-options", b"nosniff"),
+]
+PURPOSE_HEADERS = {b"sec-purpose", b"purpose", b"x-purpose", b"x-moz"}
 
 
-@router.get("/c/{key}.png", include_in_schema=False)
-def counter(key: str, request: Request) -> Response:
-    headers = request.headers
-    result = get_ctx(request).ingest.handle(
-        HitRequest(
-            key=key,
-            peer_ip=request.client.host if request.client else None,
-            forwarded_for=headers.get("x-forwarded-for"),
-            user_agent=headers.get("user-agent", ""),
-            referer=headers.get("referer"),
-            purpose=_purpose(request),
-        )
+class CounterEndpoint:
+    """ASGI middleware that answers ``GET /c/{key}.png`` and passes everything else on."""
+
+    def __init__(self, app: ASGIApp, ingest: IngestService) -> None:
+        self.app = app
+        self.ingest = ingest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not path.startswith("/c/")
+            or not path.endswith(".png")
+        ):
+            await self.app(scope, receive, send)
+            return
+        request, if_none_match = _read(scope, path[3:-4])
+        try:
+            result = await self.ingest.handle_async(request)
+        except Exception:
+            # Never break a customer's page: answer the neutral image whatever went wrong.
+            log.exception("counter failed; answered the neutral image")
+            result = HitResult(Outcome.NOT_RECORDED, NEUTRAL)
+        await _answer(send, result, if_none_match)
+
+
+def _read(scope: Scope, key: str) -> tuple[HitRequest, bytes | None]:
+    user_agent = ""
+    referer = forwarded_for = None
+    if_none_match: bytes | None = None
+    purposes = []
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            user_agent = value.decode("latin-1")
+        elif name == b"referer":
+            referer = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            part = value.decode("latin-1")
+            forwarded_for = part if forwarded_for is None else f"{forwarded_for}, {part}"
+        elif name == b"if-none-match":
+            if_none_match = value
+        elif name in PURPOSE_HEADERS:
+            purposes.append(value.decode("latin-1"))
+    client = scope.get("client")
+    request = HitRequest(
+        key=key,
+        peer_ip=client[0] if client else None,
+        forwarded_for=forwarded_for,
+        user_agent=user_agent,
+        referer=referer,
+        purpose=" ".join(purposes).lower() or None,
     )
+    return request, if_none_match
+
+
+async def _answer(send: Send, result: HitResult, if_none_match: bytes | None) -> None:
+    image: CounterImage = result.image
+    etag = image.etag.encode()
     status = 404 if result.outcome is Outcome.UNKNOWN_SITE else 200
-    etag = etag_for(result.image)
-    response_headers = {**COUNTER_HEADERS, "ETag": etag}
-    if status == 200 and headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers=response_headers)
-    return Response(
-        result.image, status_code=status, media_type="image/png", headers=response_headers
-    )
-
-
-def _purpose(request: Request) -> str | None:
-    h = request.headers
-    values = [h.get("sec-purpose"), h.get("purpose"), h.get("x-purpose"), h.get("x-moz")]
-    joined = " ".join(v for v in values if v).lower()
-    return joined or None
+    if status == 200 and if_none_match == etag:
+        status, body = 304, b""
+    else:
+        body = image.png
+    headers = [
+        *COUNTER_HEADERS,
+        (b"etag", etag),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 @router.get("/w.js", include_in_schema=False)

@@ -33,6 +33,9 @@ class SaltKeeper:
         self._cache: dict[dt.date, bytes] = {}
         self._lock = threading.Lock()
 
+    def has(self, day: dt.date) -> bool:
+        return day in self._cache
+
     def salt_for(self, day: dt.date) -> bytes:
         salt = self._cache.get(day)
         if salt is not None:

@@ -1,29 +1,42 @@
-"""Counting a counter hit: look up the site, run the pipeline, record, pick the image.
+"""Counting a counter hit: look up the site, run the pipeline, hand the visit to the writer.
 
-Nothing here knows HTTP. The database is never allowed to break the answer: a
-failed write is logged (without visitor data) and counted in ``lost_hits``.
+Nothing here knows HTTP. The database is never allowed to break the answer:
+lookups serve cached (even stale) values, the writer spools what the database
+cannot take, and what is neither recorded nor spooled is logged without visitor
+data and counted in ``lost_hits``.
+
+``handle_async`` is the hot path (the ASGI counter endpoint): it never waits on
+the database on the event loop; ``handle`` is the same logic for synchronous
+callers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import datetime as dt
 import logging
-import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.clock import Clock
 from app.db import Database
 from app.errors import NotFound
-from app.ingest import pipeline, repository
-from app.ingest.counter_image import NEUTRAL_PNG, render_total
+from app.ingest import pipeline
+from app.ingest.budgets import Backlog, TokenBuckets
+from app.ingest.cache import RefreshingCache
 from app.ingest.geoip import GeoLocator
+from app.ingest.images import NEUTRAL, CounterImage, CounterImages
 from app.ingest.pipeline import DropReason, Hit, IPNetwork
+from app.ingest.repository import DropKey, NewVisit
 from app.ingest.salts import SaltKeeper
-from app.maps.service import ThumbnailCache
+from app.ingest.spool import Spool
+from app.ingest.writer import Ack, HitWriter
 from app.sites import authz
 from app.sites.keys import is_wellformed_key
 from app.sites.scope import SiteScope
@@ -31,15 +44,32 @@ from app.sites.scope import SiteScope
 log = logging.getLogger("hitmap.ingest")
 
 SITE_CACHE_SECONDS = 10.0
-TOTAL_CACHE_SECONDS = 30.0
+# Normally the answer follows the commit within milliseconds. If the database stalls
+# without failing, the image goes out after this long; the hit stays queued and is
+# written (or spooled) when the database answers or fails.
+ACK_TIMEOUT_SECONDS = 2.0
+
+T = TypeVar("T")
+SiteEntry = tuple[SiteScope, frozenset[str]] | None
 
 
 class Outcome(Enum):
     COUNTED = "counted"
     REPEAT = "repeat"
+    SPOOLED = "spooled"  # durable on local disk, written when the database is back
+    QUEUED = "queued"  # the database stalled: answered before the write (see ACK_TIMEOUT)
     DROPPED = "dropped"
     UNKNOWN_SITE = "unknown_site"
     NOT_RECORDED = "not_recorded"
+
+
+ACK_OUTCOMES = {
+    Ack.COUNTED: Outcome.COUNTED,
+    Ack.REPEAT: Outcome.REPEAT,
+    Ack.SPOOLED: Outcome.SPOOLED,
+    Ack.LOST: Outcome.NOT_RECORDED,
+    Ack.QUEUED: Outcome.QUEUED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,36 +85,15 @@ class HitRequest:
 @dataclass(frozen=True, slots=True)
 class HitResult:
     outcome: Outcome
-    image: bytes
+    image: CounterImage
     reason: DropReason | None = None
 
 
-class _SiteCache:
-    """Key → (scope, hostnames) for a few seconds, misses included, to spare the database."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._entries: dict[str, tuple[float, tuple[SiteScope, frozenset[str]] | None]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> tuple[SiteScope, frozenset[str]] | None:
-        now = time.monotonic()
-        entry = self._entries.get(key)
-        if entry is not None and now - entry[0] < SITE_CACHE_SECONDS:
-            return entry[1]
-        with self._db.session() as session:
-            try:
-                value: tuple[SiteScope, frozenset[str]] | None = authz.ingest_site(session, key)
-            except NotFound:
-                value = None
-        with self._lock:
-            if len(self._entries) > 100_000:
-                self._entries.clear()
-            self._entries[key] = (now, value)
-        return value
-
-    def invalidate(self, key: str) -> None:
-        self._entries.pop(key, None)
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    max_pending_hits: int = 20_000
+    ip_budget_per_second: float = 20.0
+    ip_budget_burst: int = 200
 
 
 class IngestService:
@@ -94,29 +103,128 @@ class IngestService:
         clock: Clock,
         geo: GeoLocator,
         trusted_proxies: tuple[IPNetwork, ...],
+        spool_dir: Path,
+        limits: IngestLimits | None = None,
     ) -> None:
+        limits = limits or IngestLimits()
         self.db = db
         self.clock = clock
         self.salts = SaltKeeper(db)
-        self.steps = pipeline.build_pipeline(trusted_proxies, self.salts, geo)
-        self.sites = _SiteCache(db)
-        self.thumbnails = ThumbnailCache(db)  # the nightly map thumbnails (app.maps)
-        self._totals: dict[int, tuple[float, int]] = {}
-        self.lost_hits = 0
+        self.images = CounterImages(db)
+        self.sites: RefreshingCache[str, SiteEntry] = RefreshingCache(
+            self._load_site, SITE_CACHE_SECONDS, name="site", errors=(SQLAlchemyError,)
+        )
+        self.writer = HitWriter(db, Spool(spool_dir), clock, on_counted=self.images.counted)
+        self.steps = pipeline.build_pipeline(
+            trusted_proxies,
+            self.salts,
+            geo,
+            TokenBuckets(limits.ip_budget_per_second, limits.ip_budget_burst),
+            Backlog(limits.max_pending_hits),
+            self.writer,
+        )
+        self._lost = 0
+
+    @property
+    def lost_hits(self) -> int:
+        return self._lost + self.writer.stats.lost_hits
+
+    def _load_site(self, key: str) -> SiteEntry:
+        with self.db.session() as session:
+            try:
+                return authz.ingest_site(session, key)
+            except NotFound:
+                return None
+
+    # --- synchronous callers ---------------------------------------------------------
 
     def handle(self, request: HitRequest) -> HitResult:
         if not is_wellformed_key(request.key):
-            return HitResult(Outcome.UNKNOWN_SITE, NEUTRAL_PNG)
+            return HitResult(Outcome.UNKNOWN_SITE, NEUTRAL)
         try:
             found = self.sites.get(request.key)
         except SQLAlchemyError:
-            log.exception("site lookup failed; hit not recorded")
-            self.lost_hits += 1
-            return HitResult(Outcome.NOT_RECORDED, NEUTRAL_PNG)
+            return self._lost_hit("site lookup failed", NEUTRAL)
         if found is None:
-            return HitResult(Outcome.UNKNOWN_SITE, NEUTRAL_PNG)
+            return HitResult(Outcome.UNKNOWN_SITE, NEUTRAL)
+        hit = self._hit(request, found)
+        try:
+            self.salts.salt_for(hit.day)
+        except SQLAlchemyError:
+            return self._lost_hit("no visitor salt", self._image(hit.scope))
+        reason = pipeline.run(self.steps, hit)
+        if reason is not None:
+            self._drop(hit, reason)
+            return HitResult(Outcome.DROPPED, self._image(hit.scope), reason)
+        visit = self._visit(hit)
+        if visit.key in self.writer.known:
+            return HitResult(Outcome.REPEAT, self._image(hit.scope))
+        waiter: concurrent.futures.Future[Ack] = concurrent.futures.Future()
+        self.writer.submit(visit, waiter)
+        try:
+            ack = waiter.result(timeout=ACK_TIMEOUT_SECONDS)
+        except concurrent.futures.TimeoutError:
+            return HitResult(Outcome.QUEUED, self._image(hit.scope))
+        return HitResult(ACK_OUTCOMES[ack], self._image(hit.scope))
+
+    def _image(self, scope: SiteScope) -> CounterImage:
+        try:
+            return self.images.get(scope)
+        except SQLAlchemyError:
+            return NEUTRAL
+
+    # --- the hot path ----------------------------------------------------------------
+
+    async def handle_async(self, request: HitRequest) -> HitResult:
+        if not is_wellformed_key(request.key):
+            return HitResult(Outcome.UNKNOWN_SITE, NEUTRAL)
+        known, found = self.sites.peek(request.key)
+        if not known:
+            try:
+                found = await _off_loop(self.sites.get, request.key)
+            except SQLAlchemyError:
+                return self._lost_hit("site lookup failed", NEUTRAL)
+        if found is None:
+            return HitResult(Outcome.UNKNOWN_SITE, NEUTRAL)
+        hit = self._hit(request, found)
+        outcome, reason = await self._count(hit)
+        # The image is picked after the write: a site's first visitor already sees 1.
+        image = self.images.peek(hit.scope)
+        if image is None:
+            try:
+                image = await _off_loop(self.images.get, hit.scope)
+            except SQLAlchemyError:
+                image = NEUTRAL
+        return HitResult(outcome, image, reason)
+
+    async def _count(self, hit: Hit) -> tuple[Outcome, DropReason | None]:
+        if not self.salts.has(hit.day):
+            try:
+                await _off_loop(self.salts.salt_for, hit.day)
+            except SQLAlchemyError:
+                return self._lost_hit("no visitor salt", NEUTRAL).outcome, None
+        reason = pipeline.run(self.steps, hit)
+        if reason is not None:
+            self._drop(hit, reason)
+            return Outcome.DROPPED, reason
+        visit = self._visit(hit)
+        if visit.key in self.writer.known:
+            return Outcome.REPEAT, None
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Ack] = loop.create_future()
+        timer = loop.call_later(ACK_TIMEOUT_SECONDS, _give_up, waiter)
+        self.writer.submit(visit, waiter)
+        try:
+            ack = await waiter
+        finally:
+            timer.cancel()
+        return ACK_OUTCOMES[ack], None
+
+    # --- shared ----------------------------------------------------------------------
+
+    def _hit(self, request: HitRequest, found: tuple[SiteScope, frozenset[str]]) -> Hit:
         scope, hostnames = found
-        hit = Hit(
+        return Hit(
             scope=scope,
             hostnames=hostnames,
             received_at=self.clock.now(),
@@ -126,56 +234,29 @@ class IngestService:
             referer=request.referer,
             purpose=request.purpose,
         )
-        try:
-            reason = pipeline.run(self.steps, hit)
-            outcome = self._record(hit, reason)
-        except SQLAlchemyError:
-            # Logged without the hit's contents: no IP or user agent may reach the logs.
-            log.exception("database unavailable; hit for site %s not recorded", scope.site_id)
-            self.lost_hits += 1
-            return HitResult(Outcome.NOT_RECORDED, self._image(scope))
-        return HitResult(outcome, self._image(scope), reason)
 
-    def _record(self, hit: Hit, reason: DropReason | None) -> Outcome:
-        with self.db.session() as session:
-            if reason is not None:
-                repository.count_drop(session, hit.scope, hit.day, reason.value)
-                return Outcome.DROPPED
-            assert hit.visitor_hash is not None
-            new = repository.insert_visit(
-                session, hit.scope, hit.day, hit.visitor_hash, hit.location
-            )
-        if new:
-            self._bump_total(hit.scope.site_id)
-        return Outcome.COUNTED if new else Outcome.REPEAT
+    @staticmethod
+    def _visit(hit: Hit) -> NewVisit:
+        assert hit.visitor_hash is not None
+        return NewVisit(hit.scope, hit.day, hit.visitor_hash, hit.location)
 
-    def _bump_total(self, site_id: int) -> None:
-        cached = self._totals.get(site_id)
-        if cached is not None:
-            self._totals[site_id] = (cached[0], cached[1] + 1)
+    def _drop(self, hit: Hit, reason: DropReason) -> None:
+        self.writer.count_drop(DropKey(hit.scope, hit.day, reason.value))
 
-    def total(self, scope: SiteScope) -> int | None:
-        now = time.monotonic()
-        cached = self._totals.get(scope.site_id)
-        if cached is not None and now - cached[0] < TOTAL_CACHE_SECONDS:
-            return cached[1]
-        try:
-            with self.db.session() as session:
-                total = repository.total_visits(session, scope)
-        except SQLAlchemyError:
-            return cached[1] if cached else None
-        self._totals[scope.site_id] = (now, total)
-        return total
-
-    def _image(self, scope: SiteScope) -> bytes:
-        try:
-            thumbnail = self.thumbnails.get(scope.site_id)
-        except SQLAlchemyError:
-            thumbnail = None
-        if thumbnail is not None:
-            return thumbnail
-        total = self.total(scope)  # no thumbnail rendered yet: the plain total
-        return NEUTRAL_PNG if total is None else render_total(total)
+    def _lost_hit(self, why: str, image: CounterImage) -> HitResult:
+        # Logged without the hit's contents: no IP or user agent may reach the logs.
+        log.error("database unavailable (%s); hit not recorded", why)
+        self._lost += 1
+        return HitResult(Outcome.NOT_RECORDED, image)
 
     def rotate_salts(self) -> int:
         return self.salts.rotate(self.clock.now().astimezone(dt.UTC).date())
+
+
+async def _off_loop(func: Callable[..., T], *args: object) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+
+def _give_up(waiter: asyncio.Future[Ack]) -> None:
+    if not waiter.done():
+        waiter.set_result(Ack.QUEUED)

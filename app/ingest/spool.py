@@ -8,12 +8,18 @@ skipped, and counted in the log, never a crash. A segment is deleted only
 after every record in it was applied, and each record carries an id so that
 the applier can make replay exactly-once.
 
+Several processes may share one spool directory. The segment a process appends
+to is held under an exclusive ``flock`` that the kernel drops when the process
+dies (even by kill -9), and a replayer takes the same lock before it reads a
+segment: a live writer's segment is never read, a dead one's is adopted.
+
 The spool holds what the database would hold: site ids, days, keyed visitor
 hashes and coarse locations. Never an IP address or a user agent.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -22,7 +28,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,7 @@ log = logging.getLogger("hitmap.spool")
 
 HEADER = struct.Struct(">II")
 MAX_RECORD = 16 * 1024 * 1024
+SEGMENT_BYTES = 4 * 1024 * 1024  # a full segment is closed so replay can start on it
 
 
 @dataclass(frozen=True)
@@ -47,12 +54,14 @@ class ReplayReport:
 
 
 class Spool:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.directory = directory
+        self.segment_bytes = segment_bytes
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._current: Path | None = None
+        self._written = 0
 
     # --- writing ---------------------------------------------------------------
 
@@ -65,13 +74,21 @@ class Spool:
             fd = self._open()
             os.write(fd, frame)
             os.fsync(fd)
+            self._written += len(frame)
+            if self._written >= self.segment_bytes:
+                self._close_current()
         return record_id
 
     def _open(self) -> int:
         if self._fd is None:
             name = f"spool-{time.time_ns():020d}-{os.getpid()}.log"
-            self._current = self.directory / name
-            self._fd = os.open(self._current, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            # Locked under a private name, then renamed: a replayer in another process
+            # must never see (and delete) the new segment before we hold its lock.
+            private = self.directory / f"new-{name}"
+            fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(private, self.directory / name)
+            self._fd, self._current, self._written = fd, self.directory / name, 0
             dir_fd = os.open(self.directory, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)  # the new file's name must survive a crash too
@@ -100,10 +117,13 @@ class Spool:
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.pending_segments())
 
-    @staticmethod
-    def read_segment(path: Path) -> tuple[list[SpoolRecord], int]:
+    @classmethod
+    def read_segment(cls, path: Path) -> tuple[list[SpoolRecord], int]:
         """The readable records of a segment and the number of corrupt bytes after them."""
-        data = path.read_bytes()
+        return cls.parse(path.read_bytes())
+
+    @staticmethod
+    def parse(data: bytes) -> tuple[list[SpoolRecord], int]:
         records: list[SpoolRecord] = []
         offset = 0
         while offset + HEADER.size <= len(data):
@@ -123,13 +143,33 @@ class Spool:
         """Apply every spooled record in order; delete a segment once all of it is applied.
 
         ``apply`` must be idempotent per record id. If it raises, replay stops and the
-        segment stays for the next attempt.
+        segment stays for the next attempt. Segments another live process still
+        appends to, or replays, are left alone.
         """
         with self._lock:
             self._close_current()  # new appends go to a fresh segment
         report = ReplayReport()
-        for segment in self._closed_segments():
-            records, corrupt = self.read_segment(segment)
+        for segment in self.pending_segments():
+            if segment != self._current:
+                self._replay_segment(segment, apply, report)
+        return report
+
+    def _replay_segment(
+        self, segment: Path, apply: Callable[[SpoolRecord], None], report: ReplayReport
+    ) -> None:
+        try:
+            fd = os.open(segment, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # another process finished it
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # a live writer or another replayer holds it
+            if os.fstat(fd).st_nlink == 0:
+                return  # replayed and deleted while we waited for the lock
+            with os.fdopen(os.dup(fd), "rb") as stream:
+                records, corrupt = self.parse(stream.read())
             if corrupt:
                 log.warning(
                     "spool segment %s: skipped a corrupt tail of %d bytes after %d good records",
@@ -141,12 +181,7 @@ class Spool:
             for record in records:
                 apply(record)
                 report.applied += 1
-            segment.unlink()
+            segment.unlink(missing_ok=True)
             report.segments += 1
-        return report
-
-    def _closed_segments(self) -> Iterator[Path]:
-        current = self._current
-        for path in self.pending_segments():
-            if path != current:
-                yield path
+        finally:
+            os.close(fd)  # releases the lock

@@ -19,8 +19,6 @@ import datetime as dt
 import hashlib
 import logging
 import re
-import threading
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -31,7 +29,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from app.clock import Clock, utc_today
-from app.db import Database
 from app.errors import InvalidInput, NotFound
 from app.ingest.counter_image import etag_for
 from app.maps import repository as repo
@@ -446,35 +443,3 @@ def map_view(session: Session, clock: Clock, scope: SiteScope, span_param: str |
         visits=shown.visits,
         updated=shown.checked_at,
     )
-
-
-# --- the counter ---------------------------------------------------------------------
-
-THUMBNAIL_CACHE_SECONDS = 20.0
-
-
-class ThumbnailCache:
-    """Site id → its stored thumbnail bytes (or None) for a few seconds: the counter
-    answers from memory, and a new thumbnail shows within the TTL on every process."""
-
-    def __init__(self, db: Database, ttl: float = THUMBNAIL_CACHE_SECONDS) -> None:
-        self._db = db
-        self._ttl = ttl
-        self._entries: dict[int, tuple[float, bytes | None]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, site_id: int) -> bytes | None:
-        now = time.monotonic()
-        entry = self._entries.get(site_id)
-        if entry is not None and now - entry[0] < self._ttl:
-            return entry[1]
-        with self._db.session() as session:
-            png = repo.image_png(session, site_id, *THUMBNAIL_KEY)
-        with self._lock:
-            if len(self._entries) > 100_000:
-                self._entries.clear()
-            self._entries[site_id] = (now, png)
-        return png
-
-    def invalidate(self, site_id: int) -> None:
-        self._entries.pop(site_id, None)

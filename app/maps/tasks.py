@@ -72,7 +72,7 @@ def render_site_job(
                 return _discarded(site_id)
         raise
     if service.THUMBNAIL_KEY in report.rendered:
-        ctx.ingest.thumbnails.invalidate(site_id)
+        ctx.ingest.images.invalidate(site_id)
     status = "rendered" if report.rendered else "unchanged"
     log.info(
         "site %s: %d images rendered, %d unchanged",

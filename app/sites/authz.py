@@ -75,3 +75,12 @@ def ingest_site(session: Session, key: str) -> tuple[SiteScope, frozenset[str]]:
     site = _find(session, key)
     scope = _scope(site, Access.INGEST)
     return scope, frozenset(repository.hostnames(session, scope))
+
+
+def ingest_sites_by_id(session: Session, site_ids: set[int]) -> dict[int, SiteScope]:
+    """Ingest scopes for hits spooled during a database outage (they carry site ids).
+
+    The ids were authorised by key when the hits arrived; a site deleted since then
+    is missing from the answer, so its spooled hits are discarded.
+    """
+    return {s.id: _scope(s, Access.INGEST) for s in repository.sites_by_id(session, site_ids)}

@@ -17,6 +17,12 @@ def find_by_key(session: Session, public_key: str) -> Site | None:
     return session.scalars(select(Site).where(Site.public_key == public_key)).one_or_none()
 
 
+def sites_by_id(session: Session, site_ids: set[int]) -> Sequence[Site]:
+    if not site_ids:
+        return []
+    return session.scalars(select(Site).where(Site.id.in_(sorted(site_ids)))).all()
+
+
 def list_for_account(session: Session, account_id: int) -> Sequence[Site]:
     return session.scalars(
         select(Site).where(Site.account_id == account_id).order_by(Site.created_at, Site.id)

@@ -30,20 +30,42 @@ def test_counter_answers_an_image_when_the_database_is_unreachable(
     assert "81.2.69.142" not in caplog.text
 
 
-def test_write_failure_keeps_the_counter_image(ctx, client, monkeypatch, caplog):
+def test_write_failure_spools_the_hit_and_replays_it_once(ctx, client, monkeypatch, caplog):
     site = make_site(ctx, make_account(ctx))
-    assert hit(client, site.public_key).status_code == 200  # warms the site and total caches
+    assert hit(client, site.public_key).status_code == 200  # warms the site and image caches
 
     from sqlalchemy.exc import OperationalError
 
     from app.ingest import repository
 
+    real = repository.insert_visits
+
     def broken(*args, **kwargs):
         raise OperationalError("INSERT", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(repository, "insert_visit", broken)
+    monkeypatch.setattr(repository, "insert_visits", broken)
     response = hit(client, site.public_key, ip="89.160.20.112")
     assert response.status_code == 200
-    assert response.content == render_total(1)  # the cached total, not a broken image
-    assert ctx.ingest.lost_hits == 1
+    assert response.content == render_total(1)  # the cached image, not a broken one
+    writer = ctx.ingest.writer
+    assert writer.stats.spooled_hits == 1 and ctx.ingest.lost_hits == 0
     assert "89.160.20.112" not in caplog.text
+    assert writer.replay_once() == 0  # backing off: the database failed a moment ago
+
+    monkeypatch.setattr(repository, "insert_visits", real)
+    assert writer.replay_once(now=True) == 1
+    assert writer.replay_once(now=True) == 0  # nothing twice
+    assert _visit_count(ctx, site) == 2
+    raw = b"".join(p.read_bytes() for p in ctx.settings.spool_dir.glob("*"))
+    assert b"89.160.20.112" not in raw
+
+
+def _visit_count(ctx, scope) -> int:
+    from sqlalchemy import func, select
+
+    from app.models import Visit
+
+    with ctx.db.session() as session:
+        return session.scalar(
+            select(func.count()).select_from(Visit).where(Visit.site_id == scope.site_id)
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -31,7 +32,10 @@ def test_a_crash_leaves_records_for_a_new_process(tmp_path):
     spool = Spool(tmp_path)
     spool.append({"hit": 1})
     spool.append({"hit": 2})
-    # A crash: the process dies without closing; a new process opens the same directory.
+    # A crash: the process dies without closing (the kernel closes its file and drops
+    # its lock); a new process opens the same directory.
+    os.close(spool._fd)
+    spool._fd = None
     reborn = Spool(tmp_path)
     seen, _ = _collect(reborn)
     assert [p for _, p in seen] == [{"hit": 1}, {"hit": 2}]

@@ -23,7 +23,9 @@ def add_visits(
     ctx: AppContext, scope: SiteScope, day: dt.date, location: Location, count: int = 1
 ) -> None:
     """``count`` new unique visitors of the site on ``day`` at ``location``."""
+    visits = [
+        ingest_repo.NewVisit(scope, day, next(_visitor).to_bytes(16, "big"), location)
+        for _ in range(count)
+    ]
     with ctx.db.session() as session:
-        for _ in range(count):
-            visitor = next(_visitor).to_bytes(16, "big")
-            assert ingest_repo.insert_visit(session, scope, day, visitor, location)
+        assert len(ingest_repo.insert_visits(session, visits)) == count

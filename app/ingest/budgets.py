@@ -1,0 +1,72 @@
+"""Budgets that keep one client or one site from taking the counter from everyone else.
+
+Both live in process memory and shed, never queue: a shed hit still gets its
+image, uncounted, and its reason is counted. The database still decides what
+a visit is; budgets only decide what this process has time for.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class TokenBuckets:
+    """Per-key token buckets: ``rate`` per second, at most ``burst`` at once.
+
+    Bounded: past ``max_keys`` the table starts over (everyone's bucket full
+    again), which errs on the side of counting.
+    """
+
+    def __init__(self, rate: float, burst: int, max_keys: int = 200_000) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.max_keys = max_keys
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        entry = self._buckets.get(key)
+        if entry is None:
+            if len(self._buckets) >= self.max_keys:
+                self._buckets.clear()
+            self._buckets[key] = (self.burst - 1.0, now)
+            return True
+        tokens, last = entry
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        return True
+
+
+class LoadGauge(Protocol):
+    """What the shedder needs to know of the writer's backlog."""
+
+    @property
+    def pending(self) -> int: ...
+
+    def pending_for(self, site_id: int) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Shed when the backlog is full; past half full, no site may hold more than a quarter.
+
+    The second rule is the per-site budget: a flood on one site (many clients) fills
+    at most a quarter of the backlog, and the other sites keep being counted.
+    """
+
+    max_pending: int
+
+    def verdict(self, gauge: LoadGauge, site_id: int) -> str | None:
+        pending = gauge.pending
+        if pending < self.max_pending // 2:
+            return None
+        if pending >= self.max_pending:
+            return "shed"
+        if gauge.pending_for(site_id) >= self.max_pending // 4:
+            return "site_budget"
+        return None

@@ -1,0 +1,388 @@
+"""Group commit: one writer thread turns many concurrent hits into one transaction.
+
+A hit counts as recorded when its batch has committed, or, while the database is
+unreachable, when its batch has been fsynced to the local spool; only then is
+its waiter settled and the counter's answer sent. Spooled batches are replayed
+by a second thread once the database answers again, each exactly once: the
+batch's record id is claimed in the same transaction that writes it.
+
+Duplicates are decided by the database (the visits table's primary key), never
+by process memory, so any number of processes on any number of machines count
+correctly. ``known`` only remembers visits already committed, to answer their
+repeats without a write.
+
+Without ``start()`` (tests, one-off commands) every submit is written at once in
+the caller's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import logging
+import threading
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from app.clock import Clock
+from app.db import Database
+from app.ingest import repository
+from app.ingest.geoip import Location
+from app.ingest.repository import DropKey, NewVisit, VisitKey
+from app.ingest.spool import Spool, SpoolRecord
+from app.sites import authz
+from app.sites.scope import SiteScope
+
+log = logging.getLogger("hitmap.ingest")
+
+TRANSIENT = (OperationalError, InterfaceError, PoolTimeout)
+RETRY_AFTER_SECONDS = (0.5, 1.0, 2.0, 4.0)
+REPLAY_INTERVAL_SECONDS = 1.0
+KNOWN_VISITS_MAX = 300_000
+
+
+class Ack(StrEnum):
+    COUNTED = "counted"  # committed, a new visit
+    REPEAT = "repeat"  # committed earlier: the same visitor today
+    SPOOLED = "spooled"  # fsynced locally; written when the database is back
+    LOST = "lost"  # neither database nor disk took it (logged)
+    QUEUED = "queued"  # set by a caller that stopped waiting; the writer still writes it
+
+
+Waiter = asyncio.Future[Ack] | concurrent.futures.Future[Ack]
+
+
+@dataclass(slots=True)
+class _Pending:
+    visit: NewVisit
+    waiter: Waiter | None
+
+
+@dataclass
+class WriterStats:
+    batches: int = 0
+    committed_hits: int = 0
+    spooled_hits: int = 0
+    replayed_records: int = 0
+    lost_hits: int = 0
+    largest_batch: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class HitWriter:
+    def __init__(
+        self,
+        db: Database,
+        spool: Spool,
+        clock: Clock,
+        *,
+        on_counted: Callable[[int, int], None] = lambda site_id, n: None,
+        max_batch: int = 2000,
+    ) -> None:
+        self.db = db
+        self.spool = spool
+        self.clock = clock
+        self.max_batch = max_batch
+        self.stats = WriterStats()
+        self.known: dict[VisitKey, None] = {}
+        self._on_counted = on_counted
+        self._queue: deque[_Pending] = deque()
+        self._in_flight = 0
+        self._by_site: Counter[int] = Counter()
+        self._drops: Counter[DropKey] = Counter()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self._failures = 0
+        self._down_until = 0.0
+
+    # --- what the request path calls -------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return bool(self._threads)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + self._in_flight
+
+    def pending_for(self, site_id: int) -> int:
+        return self._by_site.get(site_id, 0)
+
+    def submit(self, visit: NewVisit, waiter: Waiter | None) -> None:
+        item = _Pending(visit, waiter)
+        with self._lock:
+            self._by_site[visit.scope.site_id] += 1
+        if not self.running:
+            self._in_flight += 1
+            self._write([item], Counter())
+            return
+        self._queue.append(item)
+        self._wake.set()
+
+    def count_drop(self, key: DropKey, hits: int = 1) -> None:
+        """Dropped or shed hits ride along with the next batch (at most a second later)."""
+        with self._lock:
+            self._drops[key] += hits
+        if not self.running:
+            self._write([], self._take_drops())
+
+    # --- the writer thread ---------------------------------------------------------
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stopping = False
+        for target, name in ((self._run, "hitmap-writer"), (self._replay_loop, "hitmap-replay")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Write (or spool) everything pending, then stop: SIGTERM loses nothing."""
+        if not self.running:
+            return
+        self._stopping = True
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+        self.spool.close()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            while self._queue or self._drops:
+                batch = self._take_batch()
+                self._write(batch, self._take_drops())
+            if self._stopping and not self._queue:
+                return
+
+    def _take_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        queue = self._queue
+        while queue and len(batch) < self.max_batch:
+            batch.append(queue.popleft())
+        self._in_flight += len(batch)
+        return batch
+
+    def _take_drops(self) -> Counter[DropKey]:
+        with self._lock:
+            drops, self._drops = self._drops, Counter()
+        return drops
+
+    def _write(self, batch: list[_Pending], drops: Counter[DropKey]) -> None:
+        try:
+            if not batch and not drops:
+                return
+            if self._database_down():
+                self._spool(batch, drops)
+                return
+            try:
+                inserted = self._commit([p.visit for p in batch], drops)
+            except TRANSIENT:
+                log.warning(
+                    "database unavailable; spooling a batch of %d hits", len(batch), exc_info=True
+                )
+                self._mark_down()
+                self._spool(batch, drops)
+                return
+            except SQLAlchemyError:
+                # Not the connection: most likely a site deleted meanwhile (foreign key).
+                # Retry one by one so one bad hit cannot take its whole batch with it.
+                if len(batch) + len(drops) > 1:
+                    self._write_one_by_one(batch, drops)
+                else:
+                    log.exception("a hit could not be written and was dropped")
+                    self._settle([(p, Ack.LOST) for p in batch])
+                    self.stats.lost_hits += len(batch)
+                return
+            self._mark_up()
+            self.stats.batches += 1
+            self.stats.committed_hits += len(batch)
+            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            self._settle(
+                [(p, Ack.COUNTED if p.visit.key in inserted else Ack.REPEAT) for p in batch]
+            )
+        finally:
+            self._in_flight -= len(batch)
+
+    def _write_one_by_one(self, batch: list[_Pending], drops: Counter[DropKey]) -> None:
+        for item in batch:
+            self._in_flight += 1
+            self._write([item], Counter())
+        for key, hits in drops.items():
+            self._write([], Counter({key: hits}))
+
+    def _commit(self, visits: list[NewVisit], drops: Counter[DropKey]) -> set[VisitKey]:
+        with self.db.session() as session:
+            inserted = repository.insert_visits(session, visits)
+            repository.add_drops(session, drops)
+        self._counted(inserted, visits)
+        return inserted
+
+    def _counted(self, inserted: set[VisitKey], visits: Iterable[NewVisit]) -> None:
+        known = self.known
+        if len(known) > KNOWN_VISITS_MAX:
+            known.clear()
+        for visit in visits:
+            known[visit.key] = None
+        per_site = Counter(site_id for site_id, _, _ in inserted)
+        for site_id, n in per_site.items():
+            self._on_counted(site_id, n)
+
+    def _settle(self, outcomes: list[tuple[_Pending, Ack]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Ack], Ack]]]
+        by_loop = defaultdict(list)
+        with self._lock:
+            for item, _ in outcomes:
+                site_id = item.visit.scope.site_id
+                left = self._by_site[site_id] - 1
+                if left > 0:
+                    self._by_site[site_id] = left
+                else:
+                    del self._by_site[site_id]
+        for item, ack in outcomes:
+            waiter = item.waiter
+            if waiter is None:
+                continue
+            if isinstance(waiter, asyncio.Future):
+                by_loop[waiter.get_loop()].append((waiter, ack))
+            elif not waiter.done():
+                waiter.set_result(ack)
+        for loop, settled in by_loop.items():
+            # One wake-up per batch and event loop, not one per hit.
+            with suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, settled)
+
+    # --- outage: spool and replay ------------------------------------------------------
+
+    def _database_down(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def _mark_down(self) -> None:
+        delay = RETRY_AFTER_SECONDS[min(self._failures, len(RETRY_AFTER_SECONDS) - 1)]
+        self._failures += 1
+        self._down_until = time.monotonic() + delay
+
+    def _mark_up(self) -> None:
+        self._failures = 0
+        self._down_until = 0.0
+
+    def _spool(self, batch: list[_Pending], drops: Counter[DropKey]) -> None:
+        try:
+            self.spool.append(encode(batch, drops))
+        except OSError:
+            log.exception("spool write failed: %d hits lost", len(batch))
+            self.stats.lost_hits += len(batch)
+            self._settle([(p, Ack.LOST) for p in batch])
+            return
+        self.stats.spooled_hits += len(batch)
+        self._settle([(p, Ack.SPOOLED) for p in batch])
+
+    def _replay_loop(self) -> None:
+        while not self._stopping:
+            time.sleep(REPLAY_INTERVAL_SECONDS)
+            self.replay_once()
+
+    def replay_once(self, *, now: bool = False) -> int:
+        """Write what the spool holds if the database answers; returns records applied.
+
+        ``now`` tries even while the last failure's back-off has not run out."""
+        if (self._database_down() and not now) or not self.spool.pending_segments():
+            return 0
+        applied = 0
+
+        def apply(record: SpoolRecord) -> None:
+            nonlocal applied
+            self._apply(record)
+            applied += 1
+
+        try:
+            self.spool.replay(apply)
+        except TRANSIENT:
+            log.warning("database still unavailable; spooled hits wait", exc_info=False)
+            self._mark_down()
+        except (SQLAlchemyError, ValueError, KeyError, TypeError):
+            log.exception("a spooled batch could not be replayed; it stays in the spool")
+        if applied:
+            self._mark_up()
+            self.stats.replayed_records += applied
+            log.info("replayed %d spooled batches", applied)
+        return applied
+
+    def _apply(self, record: SpoolRecord) -> None:
+        data: dict[str, Any] = record.payload
+        with self.db.session() as session:
+            if not repository.claim_spool_record(session, record.record_id, self.clock.now()):
+                return  # applied before a crash that kept the segment
+            site_ids = {row[0] for row in data["v"]} | {row[0] for row in data["d"]}
+            # A site deleted meanwhile is simply missing here: its hits are discarded.
+            scopes = authz.ingest_sites_by_id(session, site_ids)
+            visits, drops = decode(data, scopes)
+            inserted = repository.insert_visits(session, visits)
+            repository.add_drops(session, drops)
+        self._counted(inserted, visits)
+
+
+def _resolve(settled: list[tuple[asyncio.Future[Ack], Ack]]) -> None:
+    for future, ack in settled:
+        if not future.done():
+            future.set_result(ack)
+
+
+# --- spool records: what the database would hold, never an IP or a user agent -------
+
+
+def encode(batch: list[_Pending], drops: Counter[DropKey]) -> dict[str, Any]:
+    visits = []
+    for item in batch:
+        v, loc = item.visit, item.visit.location
+        visits.append(
+            [
+                v.scope.site_id,
+                v.day.isoformat(),
+                v.visitor_hash.hex(),
+                loc.country_code,
+                loc.region,
+                loc.city,
+                loc.latitude,
+                loc.longitude,
+                loc.accuracy_km,
+            ]
+        )
+    return {
+        "v": visits,
+        "d": [[k.scope.site_id, k.day.isoformat(), k.reason, n] for k, n in drops.items()],
+    }
+
+
+def decode(
+    data: dict[str, Any], scopes: dict[int, SiteScope]
+) -> tuple[list[NewVisit], Counter[DropKey]]:
+    visits = [
+        NewVisit(
+            scopes[row[0]],
+            dt.date.fromisoformat(row[1]),
+            bytes.fromhex(row[2]),
+            Location(*row[3:9]),
+        )
+        for row in data["v"]
+        if row[0] in scopes
+    ]
+    drops: Counter[DropKey] = Counter()
+    for site_id, day, reason, hits in data["d"]:
+        if site_id in scopes:
+            drops[DropKey(scopes[site_id], dt.date.fromisoformat(day), str(reason))] += int(hits)
+    return visits, drops
