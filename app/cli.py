@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from typing import Any
 
@@ -107,27 +108,40 @@ def main() -> None:
 @click.option(
     "--port", type=click.IntRange(1, 65535), help="Port to listen on. Default: HITMAP_PORT or 8000."
 )
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Server processes. Default: HITMAP_WORKERS or 2.",
+)
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Migrate the database, then serve the web app, counter and API."""
-    settings = _settings(host=host, port=port)
+    settings = _settings(host=host, port=port, workers=workers)
     settings.ensure_data_dir()
     ctx = build_context(settings)
     upgrade(ctx.db.engine)
     _apply_job_schema(ctx.db.engine)  # PostgreSQL: the job queue of `hitmap worker`
-    from app.main import create_app
-
-    app = create_app(ctx, background_jobs=True)
+    ctx.db.engine.dispose()  # each worker process opens its own connections
     where = f"data in {settings.data_dir}"
     if settings.database_url:
         where += f", database {_safe_url(settings.database_url)}"
-    click.echo(f"Hitmap running at {settings.base_url}, {where}")
+    click.echo(f"Hitmap running at {settings.base_url}, {where}, {settings.workers} worker(s)")
     listen = f"http://{settings.host}:{settings.port}"
     if listen != settings.base_url:
         click.echo(f"(listening on {listen}; snippets use HITMAP_BASE_URL={settings.base_url})")
+    # The workers read their settings from the environment, options included.
+    os.environ.update(
+        HITMAP_HOST=settings.host,
+        HITMAP_PORT=str(settings.port),
+        HITMAP_WORKERS=str(settings.workers),
+    )
     uvicorn.run(
-        app,
+        "app.main:served_app",
+        factory=True,
+        workers=settings.workers,
         host=settings.host,
         port=settings.port,
+        http="httptools",
+        loop="uvloop",
         # Visitor IPs must never reach a log: no access log, no WebSocket
         # handshake log, and no X-Forwarded-For rewriting behind the app's
         # own HITMAP_TRUSTED_PROXIES rule.
@@ -135,6 +149,8 @@ def serve(host: str | None, port: int | None) -> None:
         ws="none",
         proxy_headers=False,
         server_header=False,
+        # SIGTERM: stop accepting, finish requests, then the writer flushes (lifespan).
+        timeout_graceful_shutdown=20,
     )
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -57,6 +58,7 @@ class Database:
             # Tests: every commit becomes a savepoint release inside the test's transaction.
             options["join_transaction_mode"] = "create_savepoint"
         self._sessions = sessionmaker(bind=bind if bind is not None else engine, **options)
+        self._kept_connections = not isinstance(bind, Connection)
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -65,6 +67,35 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @contextmanager
+    def kept_session(self, holder: threading.local) -> Iterator[Session]:
+        """A unit of work on a connection the calling thread keeps between uses.
+
+        For the hit writer, which commits many small transactions a second: no pool
+        checkout and no liveness ping per batch. After any error the connection is
+        closed, and the next call opens a fresh one. (Tests bind the Database to one
+        connection; there this is the plain :meth:`session`.)
+        """
+        if not self._kept_connections:
+            with self.session() as session:
+                yield session
+            return
+        conn: Connection | None = getattr(holder, "connection", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = holder.connection = self.engine.connect()
+        session = Session(bind=conn, expire_on_commit=False)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            holder.connection = None
+            with suppress(Exception):  # it may be broken already; nothing to save
+                session.rollback()
+                conn.close()
+            raise
+        finally:
+            session.close()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

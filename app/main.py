@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from app import __version__
 from app.context import AppContext
@@ -151,3 +152,17 @@ def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
     # Outermost of our middleware: the counter skips routing and the HTML headers.
     app.add_middleware(CounterEndpoint, ingest=ctx.ingest)
     return app
+
+
+def served_app() -> ASGIApp:
+    """What each `hitmap serve` worker process runs, built from the HITMAP_* environment.
+
+    The counter endpoint wraps the whole FastAPI app here, so its requests skip even
+    FastAPI's outermost middleware; ``create_app`` also mounts it, for tests.
+    """
+    from app.context import build_context
+    from app.ingest.routes import CounterEndpoint
+    from app.settings import load_settings
+
+    ctx = build_context(load_settings())
+    return CounterEndpoint(create_app(ctx, background_jobs=True), ctx.ingest)

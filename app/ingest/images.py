@@ -21,7 +21,7 @@ from app.maps.service import THUMBNAIL_KEY
 from app.sites.scope import SiteScope
 
 IMAGE_CACHE_SECONDS = 20.0
-REDRAW_TOTAL_AFTER_SECONDS = 5.0
+REDRAW_TOTAL_AFTER_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)

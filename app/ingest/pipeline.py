@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from app.ingest.budgets import Backlog, LoadGauge, TokenBuckets
@@ -116,9 +117,12 @@ def reject_prefetch(hit: Hit) -> DropReason | None:
 
 
 def reject_bots(hit: Hit) -> DropReason | None:
-    if not hit.user_agent or BOT_PATTERN.search(hit.user_agent):
-        return DropReason.BOT
-    return None
+    return DropReason.BOT if _looks_like_a_bot(hit.user_agent) else None
+
+
+@lru_cache(maxsize=8192)  # a few thousand user agents make most traffic
+def _looks_like_a_bot(user_agent: str) -> bool:
+    return not user_agent or BOT_PATTERN.search(user_agent) is not None
 
 
 def check_referrer(hit: Hit) -> DropReason | None:

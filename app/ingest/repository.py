@@ -6,8 +6,11 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Executable, Table, TextClause, delete, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db import insert_for
@@ -96,14 +99,8 @@ def insert_visits(session: Session, visits: Sequence[NewVisit]) -> set[VisitKey]
         }
         for v in unique
     ]
-    stmt = (
-        insert_for(session, Visit)
-        .on_conflict_do_nothing()
-        .returning(Visit.site_id, Visit.day, Visit.visitor_hash)
-    )
-    inserted: set[VisitKey] = {
-        (site_id, day, bytes(h)) for site_id, day, h in session.execute(stmt, rows).all()
-    }
+    returned = _bulk_insert(session, _VISITS, rows, returning=("site_id", "day", "visitor_hash"))
+    inserted: set[VisitKey] = {(r[0], r[1], bytes(r[2])) for r in returned}
     if not inserted:
         return inserted
     countries: Counter[tuple[int, dt.date, str]] = Counter()
@@ -116,31 +113,84 @@ def insert_visits(session: Session, visits: Sequence[NewVisit]) -> set[VisitKey]
         if place is not None:
             for grain, period in _periods(v.day):
                 places[(v.scope.site_id, grain, period, place)] += 1
-    add_counts = insert_for(session, DailyCountryCount)
-    session.execute(
-        add_counts.on_conflict_do_update(
-            index_elements=["site_id", "day", "country_code"],
-            set_={"visits": DailyCountryCount.visits + add_counts.excluded.visits},
-        ),
+    # Sorted, so that concurrent writers lock rows in the same order (no deadlock).
+    _bulk_insert(
+        session,
+        _COUNTRIES,
         [
             {"site_id": site_id, "day": day, "country_code": cc, "visits": n}
             for (site_id, day, cc), n in sorted(countries.items())
         ],
+        add="visits",
     )
-    if places:
-        add_places = insert_for(session, LocationCount)
-        session.execute(
-            add_places.on_conflict_do_update(
-                index_elements=["site_id", "grain", "period", "place"],
-                set_={"visits": LocationCount.visits + add_places.excluded.visits},
-            ),
-            # Sorted, so that concurrent writers lock rows in the same order (no deadlock).
-            [
-                {"site_id": site_id, "grain": g, "period": period, "place": place, "visits": n}
-                for (site_id, g, period, place), n in sorted(places.items())
-            ],
-        )
+    _bulk_insert(
+        session,
+        _PLACES,
+        [
+            {"site_id": site_id, "grain": g, "period": period, "place": place, "visits": n}
+            for (site_id, g, period, place), n in sorted(places.items())
+        ],
+        add="visits",
+    )
     return inserted
+
+
+_VISITS: Table = Visit.__table__  # type: ignore[assignment]
+_COUNTRIES: Table = DailyCountryCount.__table__  # type: ignore[assignment]
+_PLACES: Table = LocationCount.__table__  # type: ignore[assignment]
+_DROPS: Table = DroppedHits.__table__  # type: ignore[assignment]
+
+
+def _bulk_insert(
+    session: Session,
+    table: Table,
+    rows: list[dict[str, Any]],
+    *,
+    add: str | None = None,
+    returning: tuple[str, ...] = (),
+) -> list[tuple[Any, ...]]:
+    """Insert many rows in one statement. On a primary-key conflict: ignore the row, or
+    with ``add`` add its value to the stored one (the rows' keys must be distinct)."""
+    if not rows:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        stmt: Executable = _unnest_statement(table, add, returning)
+        params: Any = {c: [r[c] for r in rows] for c in rows[0]}
+    else:
+        insert = sqlite.insert(table)
+        if add is None:
+            insert = insert.on_conflict_do_nothing()
+        else:
+            insert = insert.on_conflict_do_update(
+                index_elements=[c.name for c in table.primary_key],
+                set_={add: table.c[add] + insert.excluded[add]},
+            )
+        stmt = insert.returning(*(table.c[c] for c in returning)) if returning else insert
+        params = rows
+    result = session.execute(stmt, params)
+    return [tuple(row) for row in result] if returning else []
+
+
+@lru_cache(maxsize=16)
+def _unnest_statement(table: Table, add: str | None, returning: tuple[str, ...]) -> TextClause:
+    """PostgreSQL: the whole batch as one array per column, a single round trip.
+
+    Built only from the table's own column names and types, never from input."""
+    dialect = postgresql.dialect()
+    columns = list(table.c)
+    names = ", ".join(c.name for c in columns)
+    arrays = ", ".join(f"CAST(:{c.name} AS {c.type.compile(dialect)}[])" for c in columns)
+    keys = ", ".join(c.name for c in table.primary_key)
+    if add is None:
+        conflict = "DO NOTHING"
+    else:
+        conflict = f"DO UPDATE SET {add} = {table.name}.{add} + excluded.{add}"
+    tail = f" RETURNING {', '.join(returning)}" if returning else ""
+    sql = (
+        f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}) "  # noqa: S608
+        f"ON CONFLICT ({keys}) {conflict}{tail}"
+    )
+    return text(sql)
 
 
 def _periods(day: dt.date) -> tuple[tuple[str, dt.date], ...]:
@@ -162,19 +212,11 @@ def add_drops(session: Session, drops: Mapping[DropKey, int]) -> None:
     totals: Counter[tuple[int, dt.date, str]] = Counter()
     for key, hits in drops.items():
         totals[(key.scope.site_id, key.day, key.reason)] += hits
-    if not totals:
-        return
-    stmt = insert_for(session, DroppedHits)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["site_id", "day", "reason"],
-            set_={"hits": DroppedHits.hits + stmt.excluded.hits},
-        ),
-        [
-            {"site_id": site_id, "day": day, "reason": reason, "hits": n}
-            for (site_id, day, reason), n in sorted(totals.items())
-        ],
-    )
+    rows = [
+        {"site_id": site_id, "day": day, "reason": reason, "hits": n}
+        for (site_id, day, reason), n in sorted(totals.items())
+    ]
+    _bulk_insert(session, _DROPS, rows, add="hits")
 
 
 def claim_spool_record(session: Session, record_id: str, now: dt.datetime) -> bool:

@@ -43,7 +43,9 @@ from app.sites.scope import SiteScope
 
 log = logging.getLogger("hitmap.ingest")
 
-SITE_CACHE_SECONDS = 10.0
+# Other processes see a changed site (hostnames, deletion) within this long; the
+# process that changed it at once (the sites pages invalidate its entry).
+SITE_CACHE_SECONDS = 30.0
 # Normally the answer follows the commit within milliseconds. If the database stalls
 # without failing, the image goes out after this long; the hit stays queued and is
 # written (or spooled) when the database answers or fails.

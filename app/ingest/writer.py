@@ -103,6 +103,7 @@ class HitWriter:
         self._wake = threading.Event()
         self._stopping = False
         self._threads: list[threading.Thread] = []
+        self._connection = threading.local()  # each writing thread keeps its own
         self._failures = 0
         self._down_until = 0.0
 
@@ -190,7 +191,7 @@ class HitWriter:
                 self._spool(batch, drops)
                 return
             try:
-                inserted = self._commit([p.visit for p in batch], drops)
+                inserted = self._commit_retrying([p.visit for p in batch], drops)
             except TRANSIENT:
                 log.warning(
                     "database unavailable; spooling a batch of %d hits", len(batch), exc_info=True
@@ -225,8 +226,16 @@ class HitWriter:
         for key, hits in drops.items():
             self._write([], Counter({key: hits}))
 
+    def _commit_retrying(self, visits: list[NewVisit], drops: Counter[DropKey]) -> set[VisitKey]:
+        try:
+            return self._commit(visits, drops)
+        except TRANSIENT:
+            # The kept connection may have died while idle (a database restart): one
+            # more try on a fresh connection before calling the database down.
+            return self._commit(visits, drops)
+
     def _commit(self, visits: list[NewVisit], drops: Counter[DropKey]) -> set[VisitKey]:
-        with self.db.session() as session:
+        with self.db.kept_session(self._connection) as session:
             inserted = repository.insert_visits(session, visits)
             repository.add_drops(session, drops)
         self._counted(inserted, visits)
@@ -324,7 +333,7 @@ class HitWriter:
 
     def _apply(self, record: SpoolRecord) -> None:
         data: dict[str, Any] = record.payload
-        with self.db.session() as session:
+        with self.db.kept_session(self._connection) as session:
             if not repository.claim_spool_record(session, record.record_id, self.clock.now()):
                 return  # applied before a crash that kept the segment
             site_ids = {row[0] for row in data["v"]} | {row[0] for row in data["d"]}

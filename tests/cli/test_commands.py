@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
@@ -92,11 +93,22 @@ def served(data_dir, monkeypatch):
         captured.update(app=app, options=options)
 
     monkeypatch.setattr(uvicorn, "run", fake_run)
+    _restore_serve_environment(monkeypatch)
     monkeypatch.setenv("HITMAP_GEOIP_PATH", str(TEST_GEOIP))
     monkeypatch.setenv("HITMAP_TRUSTED_PROXIES", "127.0.0.1")
     result = _run("serve", "--port", "8765")
     assert result.exit_code == 0, result.output
-    return captured["app"], captured["options"], result.stdout
+    # Each worker process builds the app from the environment, as here.
+    assert captured["options"]["factory"] is True
+    module, name = captured["app"].split(":")
+    app = getattr(importlib.import_module(module), name)()
+    return app, captured["options"], result.stdout
+
+
+def _restore_serve_environment(monkeypatch) -> None:
+    """`serve` exports its options for the worker processes; undo that after the test."""
+    for name in ("HITMAP_HOST", "HITMAP_PORT", "HITMAP_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_serve_migrates_and_runs_without_a_server_or_access_log(data_dir, served):
@@ -108,6 +120,7 @@ def test_serve_migrates_and_runs_without_a_server_or_access_log(data_dir, served
     assert options["access_log"] is False  # the log would hold visitor IPs
     assert options["proxy_headers"] is False  # HITMAP_TRUSTED_PROXIES decides, not uvicorn
     assert options["ws"] == "none"
+    assert options["workers"] == 2 and options["http"] == "httptools"
     with TestClient(app) as client:
         assert client.get("/", headers={"accept": "text/html"}).status_code == 200
         assert client.get("/docs").status_code == 200
@@ -134,6 +147,7 @@ def test_serve_app_and_cli_share_the_data(served):
 def test_serve_host_and_port_come_from_settings(data_dir, monkeypatch):
     captured: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: captured.update(options))
+    _restore_serve_environment(monkeypatch)
     monkeypatch.setenv("HITMAP_PORT", "9123")
     monkeypatch.setenv("HITMAP_BASE_URL", "https://hits.example.com")
     result = _run("serve", "--host", "127.0.0.2")
