@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -22,6 +23,7 @@ from app.deps import CSRF_COOKIE, LoginRequired
 from app.errors import DomainError
 
 STATIC_DIR = Path(__file__).parent / "static"
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 def _wants_json(request: Request) -> bool:
@@ -164,5 +166,8 @@ def served_app() -> ASGIApp:
     from app.ingest.routes import CounterEndpoint
     from app.settings import load_settings
 
+    # The hit writer thread needs the GIL back right after each database round trip;
+    # with the default 5 ms switch interval every batch waited behind the event loop.
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     ctx = build_context(load_settings())
     return CounterEndpoint(create_app(ctx, background_jobs=True), ctx.ingest)

@@ -1,4 +1,9 @@
-"""GeoIP lookups through the maxminddb C extension, with a small in-memory cache."""
+"""GeoIP lookups through the maxminddb C extension, with a small in-memory cache.
+
+geoip2 opens the file and checks it is a City database; lookups then read the raw
+record through maxminddb's C reader, skipping geoip2's model objects, which cost
+more than the lookup itself on the counter's hot path.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,10 @@ import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, cast
 
 import geoip2.database
-import geoip2.errors
-from maxminddb import MODE_AUTO
+import maxminddb
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +38,19 @@ def _short(value: str | None, limit: int = 100) -> str | None:
     return value[:limit] if value else None
 
 
+def _mode() -> int:
+    try:
+        import maxminddb.extension  # noqa: F401  (the C reader, when the wheel has it)
+    except ImportError:
+        return maxminddb.MODE_MMAP
+    return maxminddb.MODE_MMAP_EXT
+
+
 class GeoLocator:
-    def __init__(self, path: Path, cache_size: int = 8192) -> None:
+    def __init__(self, path: Path, cache_size: int = 65_536) -> None:
         self.path = path
-        self._reader = geoip2.database.Reader(str(path), mode=MODE_AUTO)
+        self._reader = geoip2.database.Reader(str(path), mode=maxminddb.MODE_MMAP)
+        self._raw = maxminddb.open_database(str(path), _mode())
         self.lookup = lru_cache(maxsize=cache_size)(self._lookup)
 
     @property
@@ -51,21 +65,37 @@ class GeoLocator:
         if not address.is_global:
             return UNKNOWN_LOCATION
         try:
-            record = self._reader.city(str(address))
-        except (geoip2.errors.AddressNotFoundError, ValueError):
+            record = self._raw.get(address)
+        except ValueError:
             return UNKNOWN_LOCATION
-        loc = record.location
-        # Two decimals is ~1 km: enough for a map dot, too coarse to point at a house.
-        lat = round(loc.latitude, 2) if loc.latitude is not None else None
-        lon = round(loc.longitude, 2) if loc.longitude is not None else None
-        return Location(
-            country_code=record.country.iso_code or record.registered_country.iso_code,
-            region=_short(record.subdivisions.most_specific.name),
-            city=_short(record.city.name),
-            latitude=lat,
-            longitude=lon,
-            accuracy_km=loc.accuracy_radius,
-        )
+        if not isinstance(record, dict):
+            return UNKNOWN_LOCATION
+        return _location(cast(dict[str, Any], record))
 
     def close(self) -> None:
         self._reader.close()
+        self._raw.close()
+
+
+def _english(entry: dict[str, Any]) -> str | None:
+    names = entry.get("names") or {}
+    name = names.get("en")
+    return name if isinstance(name, str) else None
+
+
+def _location(record: dict[str, Any]) -> Location:
+    loc = record.get("location") or {}
+    lat, lon = loc.get("latitude"), loc.get("longitude")
+    code = (record.get("country") or {}).get("iso_code") or (
+        record.get("registered_country") or {}
+    ).get("iso_code")
+    subdivisions = record.get("subdivisions") or [{}]
+    return Location(
+        country_code=code,
+        region=_short(_english(subdivisions[-1])),
+        city=_short(_english(record.get("city") or {})),
+        # Two decimals is ~1 km: enough for a map dot, too coarse to point at a house.
+        latitude=round(lat, 2) if lat is not None else None,
+        longitude=round(lon, 2) if lon is not None else None,
+        accuracy_km=loc.get("accuracy_radius"),
+    )
