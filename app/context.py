@@ -35,7 +35,7 @@ class AppContext:
             IngestLimits(s.max_pending_hits, s.ip_budget_per_second, s.ip_budget_burst),
         )
         self.beacons = BeaconService(
-            self.db, self.clock, self.ingest.sites, self.settings.width_buckets
+            self.db, self.clock, self.ingest.sites, s.width_buckets, self.ingest.writer
         )
 
     @property

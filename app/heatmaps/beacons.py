@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
-import time
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.db import Database
 from app.heatmaps import repository, validation
-from app.heatmaps.schemas import RecordingOptions
+from app.heatmaps.schemas import Click, RecordingOptions
 from app.heatmaps.validation import Beacon, SiteEntry, Verdict
+from app.ingest.cache import RefreshingCache
 from app.ingest.service import SITE_CACHE_SECONDS
+from app.ingest.writer import TRANSIENT, HitWriter
 from app.settings import WidthBucket
 from app.sites.scope import SiteScope
 
@@ -50,36 +51,37 @@ class SiteSource(Protocol):
 
 
 class _SiteLookup:
-    """Scope and hostnames from the counter's cache; recording options cached here."""
+    """Scope and hostnames from the counter's cache; recording options cached here.
+
+    Both serve their last value while the database is unreachable, so beacons of
+    known sites keep being accepted (and spooled) through an outage.
+    """
 
     def __init__(self, db: Database, sites: SiteSource) -> None:
         self._db = db
         self._sites = sites
-        self._options: dict[int, tuple[float, RecordingOptions]] = {}
-        self._lock = threading.Lock()
+        self._scopes: dict[int, SiteScope] = {}
+        self._options: RefreshingCache[int, RecordingOptions] = RefreshingCache(
+            self._load_options,
+            SITE_CACHE_SECONDS,
+            name="recording options",
+            errors=(SQLAlchemyError,),
+        )
 
     def __call__(self, key: str) -> SiteEntry | None:
         found = self._sites.get(key)
         if found is None:
             return None
         scope, hostnames = found
-        return SiteEntry(scope, hostnames, self._recording_options(scope))
+        self._scopes[scope.site_id] = scope
+        return SiteEntry(scope, hostnames, self._options.get(scope.site_id))
 
-    def _recording_options(self, scope: SiteScope) -> RecordingOptions:
-        now = time.monotonic()
-        cached = self._options.get(scope.site_id)
-        if cached is not None and now - cached[0] < SITE_CACHE_SECONDS:
-            return cached[1]
+    def _load_options(self, site_id: int) -> RecordingOptions:
         with self._db.session() as session:
-            value = repository.options(session, scope)
-        with self._lock:
-            if len(self._options) > 100_000:
-                self._options.clear()
-            self._options[scope.site_id] = (now, value)
-        return value
+            return repository.options(session, self._scopes[site_id])
 
     def forget(self, site_id: int) -> None:
-        self._options.pop(site_id, None)
+        self._options.invalidate(site_id)
 
 
 class BeaconService:
@@ -89,9 +91,13 @@ class BeaconService:
         clock: Clock,
         sites: SiteSource,
         buckets: tuple[WidthBucket, ...],
+        writer: HitWriter,
     ) -> None:
         self.db = db
         self.clock = clock
+        # While the database is unreachable, batches wait in the counter's spool.
+        self.writer = writer
+        writer.register(SPOOL_KIND, _apply_spooled)
         self.lookup = _SiteLookup(db, sites)
         self.steps = validation.build_pipeline(self.lookup, buckets)
         # (site id, path) → (origin, day) already written to heatmap_pages by this process.
@@ -113,14 +119,37 @@ class BeaconService:
             verdict = validation.run(self.steps, beacon)
             if verdict is not None:
                 return verdict
-            self._store(beacon)
-        except SQLAlchemyError:
+            if self.writer.database_down:
+                self._spool(beacon)
+            else:
+                self._store_or_spool(beacon)
+        except (SQLAlchemyError, OSError):
             # Logged without the batch: it is the visitor's data.
-            log.exception("database unavailable; a batch of clicks was not recorded")
+            log.exception("a batch of clicks could be neither written nor spooled")
             self.lost_batches += 1
             return UNAVAILABLE
         self.accepted_clicks += len(beacon.clicks)
         return ACCEPTED
+
+    def _store_or_spool(self, beacon: Beacon) -> None:
+        try:
+            self._store(beacon)
+        except TRANSIENT:
+            log.warning("database unavailable; spooling a batch of clicks")
+            self.writer.note_failure()
+            self._spool(beacon)
+
+    def _spool(self, beacon: Beacon) -> None:
+        assert beacon.site is not None and beacon.path is not None and beacon.page_origin
+        site_id = beacon.site.scope.site_id
+        row = [
+            site_id,
+            beacon.day.isoformat(),
+            beacon.path,
+            beacon.page_origin,
+            [[getattr(c, f) for f in CLICK_FIELDS] for c in beacon.clicks],
+        ]
+        self.writer.spool_records(SPOOL_KIND, [site_id], [row])
 
     def _store(self, beacon: Beacon) -> None:
         assert beacon.site is not None and beacon.path is not None and beacon.page_origin
@@ -138,3 +167,19 @@ class BeaconService:
     def forget_site(self, site_id: int) -> None:
         """The owner changed the recording options: read them again on the next batch."""
         self.lookup.forget(site_id)
+
+
+SPOOL_KIND = "clicks"
+CLICK_FIELDS = tuple(f.name for f in fields(Click))
+
+
+def _apply_spooled(session: Session, scopes: dict[int, SiteScope], rows: list[Any]) -> None:
+    """Replay click batches spooled during an outage (a deleted site's are dropped)."""
+    for site_id, day, path, origin, clicks in rows:
+        scope = scopes.get(site_id)
+        if scope is None:
+            continue
+        when = dt.date.fromisoformat(day)
+        batch = [Click(**dict(zip(CLICK_FIELDS, values, strict=True))) for values in clicks]
+        repository.insert_clicks(session, scope, when, path, batch)
+        repository.note_page(session, scope, path, origin, when)

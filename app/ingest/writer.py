@@ -13,6 +13,9 @@ repeats without a write.
 
 Without ``start()`` (tests, one-off commands) every submit is written at once in
 the caller's thread.
+
+Other records (the heatmaps' click batches) use the same spool and replay through
+:meth:`register` and :meth:`spool_records`: one spool, one exactly-once rule.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.db import Database
@@ -59,6 +63,8 @@ class Ack(StrEnum):
 
 
 Waiter = asyncio.Future[Ack] | concurrent.futures.Future[Ack]
+# Writes a spooled kind of record: (session, scopes of the sites still there, rows).
+Applier = Callable[[Session, dict[int, SiteScope], list[Any]], None]
 
 
 @dataclass(slots=True)
@@ -104,6 +110,7 @@ class HitWriter:
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._connection = threading.local()  # each writing thread keeps its own
+        self._appliers: dict[str, Applier] = {}
         self._failures = 0
         self._down_until = 0.0
 
@@ -137,6 +144,24 @@ class HitWriter:
             self._drops[key] += hits
         if not self.running:
             self._write([], self._take_drops())
+
+    @property
+    def database_down(self) -> bool:
+        """A write failed moments ago: callers may go straight to the spool."""
+        return self._database_down()
+
+    def register(self, kind: str, apply: Applier) -> None:
+        self._appliers[kind] = apply
+
+    def spool_records(self, kind: str, site_ids: Iterable[int], rows: list[Any]) -> None:
+        """Make other records durable until the database is back. Raises OSError."""
+        self.spool.append(
+            {"v": [], "d": [], "x": {kind: {"sites": sorted(site_ids), "rows": rows}}}
+        )
+
+    def note_failure(self) -> None:
+        """A caller's own write found the database unreachable."""
+        self._mark_down()
 
     # --- the writer thread ---------------------------------------------------------
 
@@ -336,12 +361,17 @@ class HitWriter:
         with self.db.kept_session(self._connection) as session:
             if not repository.claim_spool_record(session, record.record_id, self.clock.now()):
                 return  # applied before a crash that kept the segment
+            extra: dict[str, Any] = data.get("x", {})
             site_ids = {row[0] for row in data["v"]} | {row[0] for row in data["d"]}
+            for kind in extra.values():
+                site_ids.update(kind["sites"])
             # A site deleted meanwhile is simply missing here: its hits are discarded.
             scopes = authz.ingest_sites_by_id(session, site_ids)
             visits, drops = decode(data, scopes)
             inserted = repository.insert_visits(session, visits)
             repository.add_drops(session, drops)
+            for kind, records in extra.items():
+                self._appliers[kind](session, scopes, records["rows"])
         self._counted(inserted, visits)
 
 

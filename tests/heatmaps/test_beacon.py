@@ -238,7 +238,33 @@ def test_widget_script_stays_small():
     assert len(gzip.compress(source, 9)) <= 3 * 1024
 
 
-def test_database_failure_answers_503_and_logs_no_click_data(
+def test_database_outage_spools_the_batch_and_replays_it_once(
+    ctx, client, site, monkeypatch, caplog
+):
+    from sqlalchemy.exc import OperationalError
+
+    from app.heatmaps import repository
+
+    real = repository.insert_clicks
+
+    def broken(*args, **kwargs):
+        raise OperationalError("INSERT …", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(repository, "insert_clicks", broken)
+    response = send(client, site.public_key, batch(click(s="#secret-button"), path="/private"))
+    assert response.status_code == 204  # durable in the spool: the browser may forget it
+    assert ctx.beacons.lost_batches == 0 and click_count(ctx) == 0
+    assert "secret-button" not in caplog.text and "/private" not in caplog.text
+    # The next batch does not even try the database while it is known to be down.
+    assert send(client, site.public_key, batch(click(), path="/private")).status_code == 204
+
+    monkeypatch.setattr(repository, "insert_clicks", real)
+    assert ctx.ingest.writer.replay_once(now=True) == 2
+    assert ctx.ingest.writer.replay_once(now=True) == 0
+    assert click_count(ctx) == 2
+
+
+def test_neither_database_nor_spool_answers_503_and_logs_no_click_data(
     ctx, client, site, monkeypatch, caplog
 ):
     from sqlalchemy.exc import OperationalError
@@ -248,7 +274,11 @@ def test_database_failure_answers_503_and_logs_no_click_data(
     def broken(*args, **kwargs):
         raise OperationalError("INSERT …", {}, Exception("server closed the connection"))
 
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(repository, "insert_clicks", broken)
+    monkeypatch.setattr(ctx.ingest.writer.spool, "append", disk_full)
     response = send(client, site.public_key, batch(click(s="#secret-button"), path="/private"))
     assert response.status_code == 503
     assert ctx.beacons.lost_batches == 1
