@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -14,6 +15,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
@@ -22,6 +24,7 @@ from app.context import AppContext
 from app.deps import CSRF_COOKIE, LoginRequired
 from app.errors import DomainError
 
+log = logging.getLogger("hitmap")
 STATIC_DIR = Path(__file__).parent / "static"
 SWITCH_INTERVAL_SECONDS = 0.0005
 
@@ -48,6 +51,11 @@ async def _background(app: FastAPI) -> AsyncIterator[None]:
     from workers.scheduler import run_forever as run_nightly_maps
 
     ctx: AppContext = app.state.ctx
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, ctx.ingest.warm_up)
+    except SQLAlchemyError:
+        log.warning("database unavailable at start-up: sites are looked up on first hit")
     ctx.ingest.writer.start()
     task = asyncio.create_task(run_forever(ctx))
     maps_task = asyncio.create_task(run_nightly_maps(ctx))  # SQLite only
@@ -58,7 +66,7 @@ async def _background(app: FastAPI) -> AsyncIterator[None]:
             running.cancel()
             with suppress(asyncio.CancelledError):
                 await running
-        await asyncio.get_running_loop().run_in_executor(None, ctx.ingest.writer.stop)
+        await loop.run_in_executor(None, ctx.ingest.writer.stop)
 
 
 def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:

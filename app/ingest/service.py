@@ -138,6 +138,18 @@ class IngestService:
             except NotFound:
                 return None
 
+    def warm_up(self) -> int:
+        """Load every site and today's salt (a worker process calls it before serving).
+
+        A process that has never seen a site cannot count it while the database is
+        down; after this, only sites created during the outage are unknown."""
+        with self.db.session() as session:
+            entries = authz.all_ingest_sites(session)
+        for key, entry in entries.items():
+            self.sites.put(key, entry)
+        self.salts.salt_for(self.clock.now().astimezone(dt.UTC).date())
+        return len(entries)
+
     # --- synchronous callers ---------------------------------------------------------
 
     def handle(self, request: HitRequest) -> HitResult:

@@ -84,3 +84,12 @@ def ingest_sites_by_id(session: Session, site_ids: set[int]) -> dict[int, SiteSc
     is missing from the answer, so its spooled hits are discarded.
     """
     return {s.id: _scope(s, Access.INGEST) for s in repository.sites_by_id(session, site_ids)}
+
+
+def all_ingest_sites(session: Session) -> dict[str, tuple[SiteScope, frozenset[str]]]:
+    """Every site as the counter sees it, by public key: a process fills its cache at
+    start, so that a database outage later does not find it knowing no site."""
+    return {
+        site.public_key: (_scope(site, Access.INGEST), frozenset(names))
+        for site, names in repository.all_sites_with_hostnames(session)
+    }
