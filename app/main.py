@@ -59,10 +59,11 @@ async def _background(app: FastAPI) -> AsyncIterator[None]:
     ctx.ingest.writer.start()
     task = asyncio.create_task(run_forever(ctx))
     maps_task = asyncio.create_task(run_nightly_maps(ctx))  # SQLite only
+    lag_task = asyncio.create_task(ctx.ingest.loop_lag.run())  # the load shedder's gauge
     try:
         yield
     finally:
-        for running in (task, maps_task):
+        for running in (task, maps_task, lag_task):
             running.cancel()
             with suppress(asyncio.CancelledError):
                 await running

@@ -7,6 +7,7 @@ a visit is; budgets only decide what this process has time for.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -51,17 +52,41 @@ class LoadGauge(Protocol):
     def pending_for(self, site_id: int) -> int: ...
 
 
+class LoopLag:
+    """How late the event loop runs a timer: the time a new request waits for the CPU.
+
+    Beyond capacity requests queue in the loop, whatever the database does; the lag
+    says so before the memory or the latency of every visitor grows without bound.
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.lag = 0.0
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(self.interval)
+            late = time.monotonic() - started - self.interval
+            # Rises at once, decays over a few ticks: one quick tick is no all-clear.
+            self.lag = late if late > self.lag else 0.7 * self.lag + 0.3 * late
+
+
 @dataclass(frozen=True, slots=True)
 class Backlog:
-    """Shed when the backlog is full; past half full, no site may hold more than a quarter.
+    """Shed when the backlog is full or the event loop is too late; past half full, no
+    site may hold more than a quarter of the backlog.
 
-    The second rule is the per-site budget: a flood on one site (many clients) fills
-    at most a quarter of the backlog, and the other sites keep being counted.
+    The last rule is the per-site budget: a flood on one site (many clients) fills at
+    most a quarter of the backlog, and the other sites keep being counted.
     """
 
     max_pending: int
+    max_loop_lag: float = 0.25
 
-    def verdict(self, gauge: LoadGauge, site_id: int) -> str | None:
+    def verdict(self, gauge: LoadGauge, site_id: int, loop_lag: float = 0.0) -> str | None:
+        if loop_lag > self.max_loop_lag:
+            return "shed"
         pending = gauge.pending
         if pending < self.max_pending // 2:
             return None

@@ -15,7 +15,7 @@ from enum import StrEnum
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from app.ingest.budgets import Backlog, LoadGauge, TokenBuckets
+from app.ingest.budgets import Backlog, LoadGauge, LoopLag, TokenBuckets
 from app.ingest.geoip import UNKNOWN_LOCATION, GeoLocator, Location
 from app.ingest.salts import SaltKeeper, visitor_hash
 from app.sites.keys import host_matches
@@ -149,9 +149,9 @@ def within_ip_budget(buckets: TokenBuckets) -> Step:
     return step
 
 
-def admit_under_load(backlog: Backlog, gauge: LoadGauge) -> Step:
+def admit_under_load(backlog: Backlog, gauge: LoadGauge, loop: LoopLag) -> Step:
     def step(hit: Hit) -> DropReason | None:
-        verdict = backlog.verdict(gauge, hit.scope.site_id)
+        verdict = backlog.verdict(gauge, hit.scope.site_id, loop.lag)
         return None if verdict is None else DropReason(verdict)
 
     step.__name__ = "admit_under_load"
@@ -186,6 +186,7 @@ def build_pipeline(
     ip_budget: TokenBuckets,
     backlog: Backlog,
     gauge: LoadGauge,
+    loop: LoopLag,
 ) -> tuple[Step, ...]:
     return (
         reject_prefetch,
@@ -193,7 +194,7 @@ def build_pipeline(
         check_referrer,
         resolve_client_ip(trusted),
         within_ip_budget(ip_budget),
-        admit_under_load(backlog, gauge),
+        admit_under_load(backlog, gauge, loop),
         identify_visitor(salts),
         locate(geo),
     )

@@ -28,7 +28,7 @@ from app.clock import Clock
 from app.db import Database
 from app.errors import NotFound
 from app.ingest import pipeline
-from app.ingest.budgets import Backlog, TokenBuckets
+from app.ingest.budgets import Backlog, LoopLag, TokenBuckets
 from app.ingest.cache import RefreshingCache
 from app.ingest.geoip import GeoLocator
 from app.ingest.images import NEUTRAL, CounterImage, CounterImages
@@ -117,6 +117,7 @@ class IngestService:
             self._load_site, SITE_CACHE_SECONDS, name="site", errors=(SQLAlchemyError,)
         )
         self.writer = HitWriter(db, Spool(spool_dir), clock, on_counted=self.images.counted)
+        self.loop_lag = LoopLag()  # measured while `run()` runs on the serving event loop
         self.steps = pipeline.build_pipeline(
             trusted_proxies,
             self.salts,
@@ -124,6 +125,7 @@ class IngestService:
             TokenBuckets(limits.ip_budget_per_second, limits.ip_budget_burst),
             Backlog(limits.max_pending_hits),
             self.writer,
+            self.loop_lag,
         )
         self._lost = 0
 
