@@ -111,7 +111,7 @@ def main() -> None:
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
-    help="Server processes. Default: HITMAP_WORKERS or 2.",
+    help="Server processes. Default: HITMAP_WORKERS or 1.",
 )
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Migrate the database, then serve the web app, counter and API."""

@@ -64,6 +64,22 @@ class Database:
     def from_url(cls, url: str) -> Database:
         return cls(make_engine(url))
 
+    def psycopg_conninfo(self) -> str:
+        """The PostgreSQL URL as a libpq connection string, for psycopg used directly."""
+        from psycopg.conninfo import make_conninfo
+
+        url = self.engine.url
+        params = {
+            "host": url.host,
+            "port": url.port,
+            "user": url.username,
+            "password": url.password,
+            "dbname": url.database,
+            "connect_timeout": 3,
+            **{k: v for k, v in url.query.items() if isinstance(v, str)},
+        }
+        return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name

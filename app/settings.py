@@ -149,11 +149,13 @@ class Settings(BaseSettings):
         "before new clicks make it render again.",
     )
     workers: int = Field(
-        default=2,
+        default=1,
         ge=1,
         le=64,
-        description="Web server processes `hitmap serve` starts (they share the database; "
-        "measured best on 2 cores: 2). On SQLite, 1 or 2.",
+        description="Web server processes `hitmap serve` starts; they share the database "
+        "and count correctly together. On the 2-core reference machine one process gave "
+        "the most counted hits per second (bench/README.md): each process batches its own "
+        "hits, so more processes mean smaller batches.",
     )
     max_pending_hits: int = Field(
         default=20_000,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from psycopg import AsyncConnection
 from sqlalchemy import Executable, Table, TextClause, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -175,8 +176,8 @@ SELECT site_id, day, visitor_hash FROM ins
 """
 
 
-def _insert_visits_postgresql(session: Session, unique: list[NewVisit]) -> set[VisitKey]:
-    """The hot path's batch in one round trip (the generic path takes three)."""
+def _visit_columns(unique: list[NewVisit]) -> tuple[Any, ...]:
+    """The batch as the PostgreSQL statement's parameters: one list per column."""
     columns: list[list[Any]] = [[] for _ in range(10)]
     for v in unique:
         loc = v.location
@@ -197,9 +198,51 @@ def _insert_visits_postgresql(session: Session, unique: list[NewVisit]) -> set[V
             strict=True,
         ):
             column.append(value)
+    return (*columns, ALL_TIME_PERIOD)
+
+
+def _insert_visits_postgresql(session: Session, unique: list[NewVisit]) -> set[VisitKey]:
+    """The hot path's batch in one round trip (the generic path takes three)."""
     # Straight to the driver (its %b binary placeholders); errors still come wrapped.
-    result = session.connection().exec_driver_sql(_VISITS_BATCH_SQL, (*columns, ALL_TIME_PERIOD))
+    result = session.connection().exec_driver_sql(_VISITS_BATCH_SQL, _visit_columns(unique))
     return {(site_id, day, bytes(h)) for site_id, day, h in result}
+
+
+# --- PostgreSQL on the event loop: the serving process's writer (psycopg async) ---------
+
+_DROPS_BATCH_SQL = """
+INSERT INTO dropped_hits (site_id, day, reason, hits)
+SELECT * FROM unnest(%b::bigint[], %b::date[], %b::varchar[], %b::bigint[])
+ON CONFLICT (site_id, day, reason) DO UPDATE SET hits = dropped_hits.hits + excluded.hits
+"""
+
+
+async def insert_visits_async(
+    conn: AsyncConnection[Any], visits: Sequence[NewVisit]
+) -> set[VisitKey]:
+    """:func:`insert_visits` for PostgreSQL through an async psycopg connection."""
+    unique = list({v.key: v for v in reversed(visits)}.values())
+    if not unique:
+        return set()
+    cursor = await conn.execute(_VISITS_BATCH_SQL, _visit_columns(unique))
+    return {(site_id, day, bytes(h)) for site_id, day, h in await cursor.fetchall()}
+
+
+async def add_drops_async(conn: AsyncConnection[Any], drops: Mapping[DropKey, int]) -> None:
+    totals: Counter[tuple[int, dt.date, str]] = Counter()
+    for key, hits in drops.items():
+        totals[(key.scope.site_id, key.day, key.reason)] += hits
+    if totals:
+        keys = sorted(totals)
+        await conn.execute(
+            _DROPS_BATCH_SQL,
+            (
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [k[2] for k in keys],
+                [totals[k] for k in keys],
+            ),
+        )
 
 
 _VISITS: Table = Visit.__table__  # type: ignore[assignment]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import datetime as dt
 import shutil
@@ -182,3 +183,32 @@ def test_day_boundary_keeps_visits_apart(ctx, tmp_path):
     tomorrow = NewVisit(site, DAY + dt.timedelta(days=1), today.visitor_hash, LONDON)
     assert _submit(writer, today).result() == Ack.COUNTED
     assert _submit(writer, tomorrow).result() == Ack.COUNTED
+
+
+def test_on_the_event_loop_hits_share_a_batch_and_stop_flushes(own_ctx, tmp_path):
+    """PostgreSQL: the writer runs as a task on the serving loop (no GIL ping-pong)."""
+    if own_ctx.db.dialect != "postgresql":
+        pytest.skip("the event-loop writer is PostgreSQL's; SQLite keeps the thread")
+    site = make_site(own_ctx, make_account(own_ctx))
+    writer = HitWriter(own_ctx.db, Spool(tmp_path / "spool3"), own_ctx.clock)
+
+    async def scenario() -> tuple[set[Ack], list[Ack]]:
+        writer.start_on_loop(own_ctx.db.psycopg_conninfo())
+        loop = asyncio.get_running_loop()
+        waiters = []
+        for n in range(1, 101):
+            waiter = loop.create_future()
+            writer.submit(_visit(site, n), waiter)
+            waiters.append(waiter)
+        first = set(await asyncio.gather(*waiters))
+        again = loop.create_future()
+        writer.submit(_visit(site, 1), again)
+        late = [writer.submit(_visit(site, n), None) for n in range(101, 121)]
+        assert len(late) == 20
+        await writer.stop_on_loop()  # SIGTERM: the queued 20 are written first
+        return first, [again.result()]
+
+    first, again = asyncio.run(scenario())
+    assert first == {Ack.COUNTED} and again == [Ack.REPEAT]
+    assert writer.stats.batches < 100  # grouped, not one transaction per hit
+    assert _count(own_ctx, Visit, site) == 120
