@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -27,7 +26,6 @@ from app.errors import DomainError
 
 log = logging.getLogger("hitmap")
 STATIC_DIR = Path(__file__).parent / "static"
-SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 def _wants_json(request: Request) -> bool:
@@ -187,8 +185,5 @@ def served_app() -> ASGIApp:
     from app.ingest.routes import CounterEndpoint
     from app.settings import load_settings
 
-    # The hit writer thread needs the GIL back right after each database round trip;
-    # with the default 5 ms switch interval every batch waited behind the event loop.
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     ctx = build_context(load_settings())
     return CounterEndpoint(create_app(ctx, background_jobs=True), ctx.ingest)
