@@ -38,6 +38,10 @@ class AppContext:
             self.db, self.clock, self.ingest.sites, s.width_buckets, self.ingest.writer
         )
 
+    def warm_up(self) -> None:
+        """Fill a serving process's caches: every site, today's salt, recording options."""
+        self.beacons.warm_up(self.ingest.warm_up())
+
     @property
     def login_policy(self) -> LoginPolicy:
         s = self.settings

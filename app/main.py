@@ -52,7 +52,7 @@ async def _background(app: FastAPI) -> AsyncIterator[None]:
     ctx: AppContext = app.state.ctx
     loop = asyncio.get_running_loop()
     try:
-        await loop.run_in_executor(None, ctx.ingest.warm_up)
+        await loop.run_in_executor(None, ctx.warm_up)
     except SQLAlchemyError:
         log.warning("database unavailable at start-up: sites are looked up on first hit")
     # Everything loaded so far lives as long as the process: keep the cyclic garbage

@@ -22,8 +22,9 @@ from app.heatmaps import repository, validation
 from app.heatmaps.schemas import Click, RecordingOptions
 from app.heatmaps.validation import Beacon, SiteEntry, Verdict
 from app.ingest.cache import RefreshingCache
+from app.ingest.outage import TRANSIENT
 from app.ingest.service import SITE_CACHE_SECONDS
-from app.ingest.writer import TRANSIENT, HitWriter
+from app.ingest.writer import HitWriter
 from app.settings import WidthBucket
 from app.sites.scope import SiteScope
 
@@ -80,6 +81,11 @@ class _SiteLookup:
         with self._db.session() as session:
             return repository.options(session, self._scopes[site_id])
 
+    def preload(self, scopes: list[SiteScope], options: dict[int, RecordingOptions]) -> None:
+        for scope in scopes:
+            self._scopes[scope.site_id] = scope
+            self._options.put(scope.site_id, options[scope.site_id])
+
     def forget(self, site_id: int) -> None:
         self._options.invalidate(site_id)
 
@@ -97,7 +103,7 @@ class BeaconService:
         self.clock = clock
         # While the database is unreachable, batches wait in the counter's spool.
         self.writer = writer
-        writer.register(SPOOL_KIND, _apply_spooled)
+        writer.outage.register(SPOOL_KIND, _apply_spooled)
         self.lookup = _SiteLookup(db, sites)
         self.steps = validation.build_pipeline(self.lookup, buckets)
         # (site id, path) → (origin, day) already written to heatmap_pages by this process.
@@ -136,7 +142,7 @@ class BeaconService:
             self._store(beacon)
         except TRANSIENT:
             log.warning("database unavailable; spooling a batch of clicks")
-            self.writer.note_failure()
+            self.writer.outage.mark_down()
             self._spool(beacon)
 
     def _spool(self, beacon: Beacon) -> None:
@@ -149,7 +155,7 @@ class BeaconService:
             beacon.page_origin,
             [[getattr(c, f) for f in CLICK_FIELDS] for c in beacon.clicks],
         ]
-        self.writer.spool_records(SPOOL_KIND, [site_id], [row])
+        self.writer.outage.spool_records(SPOOL_KIND, [site_id], [row])
 
     def _store(self, beacon: Beacon) -> None:
         assert beacon.site is not None and beacon.path is not None and beacon.page_origin
@@ -163,6 +169,12 @@ class BeaconService:
         if len(self._pages) > 100_000:
             self._pages.clear()
         self._pages[page_key] = page_note
+
+    def warm_up(self, scopes: list[SiteScope]) -> None:
+        """Every site's recording options, so that an outage finds none unknown."""
+        with self.db.session() as session:
+            options = repository.options_for(session, scopes)
+        self.lookup.preload(scopes, options)
 
     def forget_site(self, site_id: int) -> None:
         """The owner changed the recording options: read them again on the next batch."""

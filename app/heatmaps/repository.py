@@ -244,6 +244,17 @@ def options(session: Session, scope: SiteScope) -> RecordingOptions:
     return RecordingOptions(keep_query=row.keep_query, honour_dnt=row.honour_dnt)
 
 
+def options_for(session: Session, scopes: Sequence[SiteScope]) -> dict[int, RecordingOptions]:
+    """Every given site's options in one query (a worker's start-up warm-up)."""
+    wanted = {scope.site_id for scope in scopes}
+    stored = {
+        row.site_id: RecordingOptions(keep_query=row.keep_query, honour_dnt=row.honour_dnt)
+        for row in session.scalars(select(HeatmapOptions))
+        if row.site_id in wanted
+    }
+    return {site_id: stored.get(site_id, RecordingOptions()) for site_id in wanted}
+
+
 def save_options(
     session: Session, scope: SiteScope, value: RecordingOptions, now: dt.datetime
 ) -> None:

@@ -140,7 +140,7 @@ class IngestService:
             except NotFound:
                 return None
 
-    def warm_up(self) -> int:
+    def warm_up(self) -> list[SiteScope]:
         """Load every site and today's salt (a worker process calls it before serving).
 
         A process that has never seen a site cannot count it while the database is
@@ -150,7 +150,7 @@ class IngestService:
         for key, entry in entries.items():
             self.sites.put(key, entry)
         self.salts.salt_for(self.clock.now().astimezone(dt.UTC).date())
-        return len(entries)
+        return [scope for scope, _ in entries.values()]
 
     # --- synchronous callers ---------------------------------------------------------
 

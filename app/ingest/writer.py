@@ -26,38 +26,29 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import datetime as dt
 import logging
 import threading
-import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.clock import Clock
 from app.db import Database
 from app.ingest import repository
-from app.ingest.geoip import Location
+from app.ingest.outage import TRANSIENT, Outage
 from app.ingest.repository import DropKey, NewVisit, VisitKey
-from app.ingest.spool import Spool, SpoolRecord
-from app.sites import authz
-from app.sites.scope import SiteScope
+from app.ingest.spool import Spool
 
 log = logging.getLogger("hitmap.ingest")
 
-TRANSIENT = (OperationalError, InterfaceError, PoolTimeout)
 ASYNC_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
-RETRY_AFTER_SECONDS = (0.5, 1.0, 2.0, 4.0)
-REPLAY_INTERVAL_SECONDS = 1.0
 KNOWN_VISITS_MAX = 300_000
 
 
@@ -70,8 +61,6 @@ class Ack(StrEnum):
 
 
 Waiter = asyncio.Future[Ack] | concurrent.futures.Future[Ack]
-# Writes a spooled kind of record: (session, scopes of the sites still there, rows).
-Applier = Callable[[Session, dict[int, SiteScope], list[Any]], None]
 
 
 @dataclass(slots=True)
@@ -85,10 +74,8 @@ class WriterStats:
     batches: int = 0
     committed_hits: int = 0
     spooled_hits: int = 0
-    replayed_records: int = 0
     lost_hits: int = 0
     largest_batch: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class HitWriter:
@@ -102,7 +89,6 @@ class HitWriter:
         max_batch: int = 2000,
     ) -> None:
         self.db = db
-        self.spool = spool
         self.clock = clock
         self.max_batch = max_batch
         self.stats = WriterStats()
@@ -116,15 +102,13 @@ class HitWriter:
         self._wake = threading.Event()
         self._stopping = False
         self._threads: list[threading.Thread] = []
-        self._connection = threading.local()  # each writing thread keeps its own
-        self._appliers: dict[str, Applier] = {}
+        self._connection = threading.local()  # the SQLite writer thread keeps its own
+        self.outage = Outage(db, spool, clock, self._counted)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._task: asyncio.Task[None] | None = None
         self._async_wake: asyncio.Event | None = None
         self._aconn: AsyncConnection[Any] | None = None
-        self._failures = 0
-        self._down_until = 0.0
 
     # --- what the request path calls -------------------------------------------------
 
@@ -168,20 +152,14 @@ class HitWriter:
     @property
     def database_down(self) -> bool:
         """A write failed moments ago: callers may go straight to the spool."""
-        return self._database_down()
+        return self.outage.down
 
-    def register(self, kind: str, apply: Applier) -> None:
-        self._appliers[kind] = apply
+    @property
+    def spool(self) -> Spool:
+        return self.outage.spool
 
-    def spool_records(self, kind: str, site_ids: Iterable[int], rows: list[Any]) -> None:
-        """Make other records durable until the database is back. Raises OSError."""
-        self.spool.append(
-            {"v": [], "d": [], "x": {kind: {"sites": sorted(site_ids), "rows": rows}}}
-        )
-
-    def note_failure(self) -> None:
-        """A caller's own write found the database unreachable."""
-        self._mark_down()
+    def replay_once(self, *, now: bool = False) -> int:
+        return self.outage.replay_once(now=now)
 
     # --- the writer thread ---------------------------------------------------------
 
@@ -189,7 +167,7 @@ class HitWriter:
         if self.running:
             return
         self._stopping = False
-        for target, name in ((self._run, "hitmap-writer"), (self._replay_loop, "hitmap-replay")):
+        for target, name in ((self._run, "hitmap-writer"), (self._replay, "hitmap-replay")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -203,7 +181,7 @@ class HitWriter:
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []
-        self.spool.close()
+        self.outage.spool.close()
 
     # --- PostgreSQL: the writer as a task on the serving event loop --------------------
 
@@ -216,7 +194,12 @@ class HitWriter:
         self._loop_thread = threading.get_ident()
         self._async_wake = asyncio.Event()
         self._task = self._loop.create_task(self._run_on_loop(conninfo))
-        thread = threading.Thread(target=self._replay_loop, name="hitmap-replay", daemon=True)
+        thread = threading.Thread(
+            target=self.outage.run_replay,
+            args=(lambda: self._stopping,),
+            name="hitmap-replay",
+            daemon=True,
+        )
         self._threads.append(thread)
         thread.start()
 
@@ -233,7 +216,7 @@ class HitWriter:
         for thread in self._threads:
             await loop.run_in_executor(None, thread.join, 20.0)
         self._threads = []
-        self.spool.close()
+        self.outage.spool.close()
 
     async def _run_on_loop(self, conninfo: str) -> None:
         wake = self._async_wake
@@ -259,7 +242,7 @@ class HitWriter:
     ) -> None:
         loop = asyncio.get_running_loop()
         try:
-            if self._database_down():
+            if self.outage.down:
                 await loop.run_in_executor(None, self._spool, batch, drops)
                 return
             visits = [p.visit for p in batch]
@@ -270,7 +253,7 @@ class HitWriter:
                     inserted = await self._commit_on_loop(conninfo, visits, drops)  # fresh one
             except ASYNC_TRANSIENT:
                 log.warning("database unavailable; spooling a batch of %d hits", len(batch))
-                self._mark_down()
+                self.outage.mark_down()
                 await loop.run_in_executor(None, self._spool, batch, drops)
                 return
             except psycopg.Error:
@@ -339,7 +322,7 @@ class HitWriter:
         try:
             if not batch and not drops:
                 return
-            if self._database_down():
+            if self.outage.down:
                 self._spool(batch, drops)
                 return
             try:
@@ -348,7 +331,7 @@ class HitWriter:
                 log.warning(
                     "database unavailable; spooling a batch of %d hits", len(batch), exc_info=True
                 )
-                self._mark_down()
+                self.outage.mark_down()
                 self._spool(batch, drops)
                 return
             except SQLAlchemyError:
@@ -366,7 +349,7 @@ class HitWriter:
             self._in_flight -= len(batch)
 
     def _committed(self, batch: list[_Pending], inserted: set[VisitKey]) -> None:
-        self._mark_up()
+        self.outage.mark_up()
         self.stats.batches += 1
         self.stats.committed_hits += len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
@@ -394,7 +377,7 @@ class HitWriter:
         self._counted(inserted, visits)
         return inserted
 
-    def _counted(self, inserted: set[VisitKey], visits: Iterable[NewVisit]) -> None:
+    def _counted(self, inserted: set[VisitKey], visits: list[NewVisit]) -> None:
         known = self.known
         if len(known) > KNOWN_VISITS_MAX:
             known.clear()
@@ -403,6 +386,20 @@ class HitWriter:
         per_site = Counter(site_id for site_id, _, _ in inserted)
         for site_id, n in per_site.items():
             self._on_counted(site_id, n)
+
+    def _spool(self, batch: list[_Pending], drops: Counter[DropKey]) -> None:
+        try:
+            self.outage.spool_batch((p.visit for p in batch), drops)
+        except OSError:
+            log.exception("spool write failed: %d hits lost", len(batch))
+            self.stats.lost_hits += len(batch)
+            self._settle([(p, Ack.LOST) for p in batch])
+            return
+        self.stats.spooled_hits += len(batch)
+        self._settle([(p, Ack.SPOOLED) for p in batch])
+
+    def _replay(self) -> None:
+        self.outage.run_replay(lambda: self._stopping)
 
     def _settle(self, outcomes: list[tuple[_Pending, Ack]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Ack], Ack]]]
@@ -433,126 +430,8 @@ class HitWriter:
 
     # --- outage: spool and replay ------------------------------------------------------
 
-    def _database_down(self) -> bool:
-        return time.monotonic() < self._down_until
-
-    def _mark_down(self) -> None:
-        delay = RETRY_AFTER_SECONDS[min(self._failures, len(RETRY_AFTER_SECONDS) - 1)]
-        self._failures += 1
-        self._down_until = time.monotonic() + delay
-
-    def _mark_up(self) -> None:
-        self._failures = 0
-        self._down_until = 0.0
-
-    def _spool(self, batch: list[_Pending], drops: Counter[DropKey]) -> None:
-        try:
-            self.spool.append(encode(batch, drops))
-        except OSError:
-            log.exception("spool write failed: %d hits lost", len(batch))
-            self.stats.lost_hits += len(batch)
-            self._settle([(p, Ack.LOST) for p in batch])
-            return
-        self.stats.spooled_hits += len(batch)
-        self._settle([(p, Ack.SPOOLED) for p in batch])
-
-    def _replay_loop(self) -> None:
-        while not self._stopping:
-            time.sleep(REPLAY_INTERVAL_SECONDS)
-            self.replay_once()
-
-    def replay_once(self, *, now: bool = False) -> int:
-        """Write what the spool holds if the database answers; returns records applied.
-
-        ``now`` tries even while the last failure's back-off has not run out."""
-        if (self._database_down() and not now) or not self.spool.pending_segments():
-            return 0
-        applied = 0
-
-        def apply(record: SpoolRecord) -> None:
-            nonlocal applied
-            self._apply(record)
-            applied += 1
-
-        try:
-            self.spool.replay(apply)
-        except TRANSIENT:
-            log.warning("database still unavailable; spooled hits wait", exc_info=False)
-            self._mark_down()
-        except (SQLAlchemyError, ValueError, KeyError, TypeError):
-            log.exception("a spooled batch could not be replayed; it stays in the spool")
-        if applied:
-            self._mark_up()
-            self.stats.replayed_records += applied
-            log.info("replayed %d spooled batches", applied)
-        return applied
-
-    def _apply(self, record: SpoolRecord) -> None:
-        data: dict[str, Any] = record.payload
-        with self.db.kept_session(self._connection) as session:
-            if not repository.claim_spool_record(session, record.record_id, self.clock.now()):
-                return  # applied before a crash that kept the segment
-            extra: dict[str, Any] = data.get("x", {})
-            site_ids = {row[0] for row in data["v"]} | {row[0] for row in data["d"]}
-            for kind in extra.values():
-                site_ids.update(kind["sites"])
-            # A site deleted meanwhile is simply missing here: its hits are discarded.
-            scopes = authz.ingest_sites_by_id(session, site_ids)
-            visits, drops = decode(data, scopes)
-            inserted = repository.insert_visits(session, visits)
-            repository.add_drops(session, drops)
-            for kind, records in extra.items():
-                self._appliers[kind](session, scopes, records["rows"])
-        self._counted(inserted, visits)
-
 
 def _resolve(settled: list[tuple[asyncio.Future[Ack], Ack]]) -> None:
     for future, ack in settled:
         if not future.done():
             future.set_result(ack)
-
-
-# --- spool records: what the database would hold, never an IP or a user agent -------
-
-
-def encode(batch: list[_Pending], drops: Counter[DropKey]) -> dict[str, Any]:
-    visits = []
-    for item in batch:
-        v, loc = item.visit, item.visit.location
-        visits.append(
-            [
-                v.scope.site_id,
-                v.day.isoformat(),
-                v.visitor_hash.hex(),
-                loc.country_code,
-                loc.region,
-                loc.city,
-                loc.latitude,
-                loc.longitude,
-                loc.accuracy_km,
-            ]
-        )
-    return {
-        "v": visits,
-        "d": [[k.scope.site_id, k.day.isoformat(), k.reason, n] for k, n in drops.items()],
-    }
-
-
-def decode(
-    data: dict[str, Any], scopes: dict[int, SiteScope]
-) -> tuple[list[NewVisit], Counter[DropKey]]:
-    visits = [
-        NewVisit(
-            scopes[row[0]],
-            dt.date.fromisoformat(row[1]),
-            bytes.fromhex(row[2]),
-            Location(*row[3:9]),
-        )
-        for row in data["v"]
-        if row[0] in scopes
-    ]
-    drops: Counter[DropKey] = Counter()
-    for site_id, day, reason, hits in data["d"]:
-        if site_id in scopes:
-            drops[DropKey(scopes[site_id], dt.date.fromisoformat(day), str(reason))] += int(hits)
-    return visits, drops

@@ -7,6 +7,7 @@ unreachable without stopping the shared server. The long runs live in bench/load
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from app.clock import SystemClock
 from app.context import build_context
 from app.db import Database, make_engine
 from app.migrate import upgrade
-from app.models import Visit
+from app.models import HeatmapClick, Visit
 from app.settings import Settings
 from tests.conftest import TEST_GEOIP, TEST_SECRET
 from tests.databases import fresh_postgres
@@ -68,6 +69,33 @@ class Served:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(30)
+
+    def beacon(self, key: str, n: int) -> int:
+        body = {
+            "p": f"/post/{n}",
+            "c": [
+                {
+                    "x": 10 + i,
+                    "y": 20,
+                    "w": 1400,
+                    "h": 3000,
+                    "v": 1400,
+                    "r": 1,
+                    "s": "#buy",
+                    "ox": 0.5,
+                    "oy": 0.5,
+                }
+                for i in range(5)
+            ],
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/b/{key}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "text/plain", "Origin": "https://blog.example.org"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (http only)
+            return response.status
 
     def hit(self, key: str, n: int) -> tuple[int, float]:
         request = urllib.request.Request(
@@ -122,8 +150,10 @@ def test_outage_then_kill_minus_9_loses_no_acknowledged_hit(postgres_via_proxy, 
             assert server.hit(site.public_key, n)[0] == 200
         assert _visits(engine, site) == 10
 
+        assert server.beacon(site.public_key, 0) == 204
         proxy.cut()
         answers = [server.hit(site.public_key, n) for n in range(10, 30)]
+        assert {server.beacon(site.public_key, n) for n in range(1, 11)} == {204}
         assert {status for status, _ in answers} == {200}
         assert max(seconds for _, seconds in answers) < OUTAGE_ANSWER_BUDGET_SECONDS
         assert _visits(engine, site) == 10  # acknowledged from the spool, not written yet
@@ -132,11 +162,12 @@ def test_outage_then_kill_minus_9_loses_no_acknowledged_hit(postgres_via_proxy, 
         proxy.restore()
         server.start()  # a new process adopts the dead one's spool segments
         _wait_for(lambda: _visits(engine, site) == 30, seconds=20)
+        _wait_for(lambda: _clicks(engine) == 55, seconds=5)  # 11 batches of 5 clicks
         assert server.hit(site.public_key, 5)[0] == 200  # a repeat: still 30
         time.sleep(1.5)  # one more replay cycle: nothing is applied twice
         assert _visits(engine, site) == 30
         assert not list((tmp_path / "data" / "spool").glob("spool-*.log"))
-    except AssertionError:
+    except Exception:
         print(log.read_text(errors="replace")[-6000:])  # the server's side of the story
         raise
     finally:
@@ -151,6 +182,11 @@ def _visits(engine, scope) -> int:
                 select(func.count()).select_from(Visit).where(Visit.site_id == scope.site_id)
             )
         )
+
+
+def _clicks(engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(HeatmapClick)))
 
 
 def _wait_for(condition, seconds: float) -> None:

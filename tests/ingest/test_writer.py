@@ -143,7 +143,7 @@ def writer_item(visit, waiter):
 def test_spooled_hits_of_a_site_deleted_meanwhile_are_discarded(ctx, tmp_path, monkeypatch):
     site = make_site(ctx, make_account(ctx))
     writer = _writer(ctx, tmp_path)
-    writer._mark_down()  # the database just failed: straight to the spool
+    writer.outage.mark_down()  # the database just failed: straight to the spool
     assert _submit(writer, _visit(site, 1)).result() == Ack.SPOOLED
     with ctx.db.session() as session:
         sites_service.delete_site(session, site)
