@@ -184,9 +184,11 @@ def db_counts(url: str) -> tuple[int, int, dict[str, int]]:
 
 
 def poll_counts(
-    url: str, target: int, stable: float = 10, limit: float = 90
+    url: str, target: int, stable: float = 10, limit: float = 90, clicks_target: int | None = None
 ) -> tuple[int, int, dict[str, int], float]:
-    """Poll until visits == target or unchanged for ``stable`` s (at most ``limit`` s)."""
+    """Poll until visits == target (and clicks == clicks_target, when given) or nothing
+    changed for ``stable`` s (at most ``limit`` s). Replay writes the spool's records in
+    order, one transaction each: the last visits may land before the last clicks."""
     started = time.monotonic()
     last, since = None, started
     while True:
@@ -196,9 +198,10 @@ def poll_counts(
             print(f"  (database not readable yet: {type(exc).__name__})")
             visits, clicks, drops = -1, -1, {}
         now = time.monotonic()
-        if visits != last:
-            last, since = visits, now
-        if visits == target or now - since >= stable or now - started >= limit:
+        if (visits, clicks) != last:
+            last, since = (visits, clicks), now
+        done = visits == target and clicks_target in (None, clicks)
+        if done or now - since >= stable or now - started >= limit:
             return visits, clicks, drops, now - started
         time.sleep(1)
 
@@ -525,8 +528,12 @@ class Run:
                 "(raise --drain)"
             )
 
-    def count_exact(self, expected: int, stable: float = 10) -> tuple[int, int, dict]:
-        visits, clicks, drops, waited = poll_counts(self.url, expected, stable)
+    def count_exact(
+        self, expected: int, stable: float = 10, clicks: int | None = None
+    ) -> tuple[int, int, dict]:
+        visits, stored_clicks, drops, waited = poll_counts(
+            self.url, expected, stable, clicks_target=clicks
+        )
         verdict = "equal" if visits == expected else "MISMATCH"
         print(
             f"  unique visits: stored {visits:,}, expected {expected:,} "
@@ -534,7 +541,7 @@ class Run:
         )
         print(f"  dropped hits by reason: {drops}")
         self.check(visits == expected, f"stored visits {visits} != expected {expected}")
-        return visits, clicks, drops
+        return visits, stored_clicks, drops
 
 
 def mode_steady(run: Run) -> None:
@@ -583,8 +590,8 @@ def mode_outage(run: Run, cluster) -> None:
     phases = [before, during, post]
     run.no_errors(phases)
     run.drain_note(phases, a.drain)
-    _, clicks, _ = run.count_exact(d.expected())
     accepted = sum(p.total("beacon_ok") for p in phases)
+    _, clicks, _ = run.count_exact(d.expected(), clicks=accepted * CLICKS_PER_BEACON)
     shed = sum(p.total("beacon_shed") for p in phases)
     print(
         f"  beacons: {accepted:,} answered 204 ({accepted * CLICKS_PER_BEACON:,} clicks), "
