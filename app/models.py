@@ -138,8 +138,9 @@ class DailySalt(Base):
 class AppliedSpoolRecord(Base):
     """Ids of spooled batches already written: replay after a crash applies each once.
 
-    Rows older than a week are deleted by the hourly housekeeping; a spool segment is
-    deleted right after it is applied, so only a crash in between needs the id.
+    Live writes of click batches and drop counts claim their id too, so that the spooled
+    copy of a commit whose outcome was unknown is skipped. Rows older than 30 days are
+    deleted by the hourly housekeeping.
     """
 
     __tablename__ = "applied_spool_records"

@@ -26,10 +26,15 @@ def rotate_salts(ctx: AppContext) -> int:
     return removed
 
 
+def forget_old_claims(ctx: AppContext) -> int:
+    return ctx.ingest.forget_old_claims()
+
+
 async def run_forever(ctx: AppContext, interval: float = INTERVAL_SECONDS) -> None:
     while True:
         try:
             await run_in_threadpool(rotate_salts, ctx)
+            await run_in_threadpool(forget_old_claims, ctx)
         except SQLAlchemyError:
-            log.exception("salt rotation failed; will retry")
+            log.exception("housekeeping failed; will retry")
         await asyncio.sleep(interval)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from app.db import Database
 from app.heatmaps import repository, validation
 from app.heatmaps.schemas import Click, RecordingOptions
 from app.heatmaps.validation import Beacon, SiteEntry, Verdict
+from app.ingest import repository as ingest_repository
 from app.ingest.cache import RefreshingCache
 from app.ingest.outage import TRANSIENT
 from app.ingest.service import SITE_CACHE_SECONDS
@@ -138,14 +140,17 @@ class BeaconService:
         return ACCEPTED
 
     def _store_or_spool(self, beacon: Beacon) -> None:
+        # The write claims the id its spooled copy would carry: if the commit's outcome
+        # is unknown (the connection broke during COMMIT), replay cannot add it twice.
+        record_id = uuid.uuid4().hex
         try:
-            self._store(beacon)
+            self._store(beacon, record_id)
         except TRANSIENT:
             log.warning("database unavailable; spooling a batch of clicks")
             self.writer.outage.mark_down()
-            self._spool(beacon)
+            self._spool(beacon, record_id)
 
-    def _spool(self, beacon: Beacon) -> None:
+    def _spool(self, beacon: Beacon, record_id: str | None = None) -> None:
         assert beacon.site is not None and beacon.path is not None and beacon.page_origin
         site_id = beacon.site.scope.site_id
         row = [
@@ -155,14 +160,15 @@ class BeaconService:
             beacon.page_origin,
             [[getattr(c, f) for f in CLICK_FIELDS] for c in beacon.clicks],
         ]
-        self.writer.outage.spool_records(SPOOL_KIND, [site_id], [row])
+        self.writer.outage.spool_records(SPOOL_KIND, [site_id], [row], record_id)
 
-    def _store(self, beacon: Beacon) -> None:
+    def _store(self, beacon: Beacon, record_id: str) -> None:
         assert beacon.site is not None and beacon.path is not None and beacon.page_origin
         scope, day = beacon.site.scope, beacon.day
         page_key = (scope.site_id, beacon.path)
         page_note = (beacon.page_origin, day)
         with self.db.session() as session:
+            ingest_repository.claim_spool_record(session, record_id, self.clock.now())
             repository.insert_clicks(session, scope, day, beacon.path, beacon.clicks)
             if self._pages.get(page_key) != page_note:
                 repository.note_page(session, scope, beacon.path, beacon.page_origin, day)

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
@@ -77,26 +77,37 @@ class Outage:
 
     # --- spooling ----------------------------------------------------------------------
 
-    def spool_batch(self, visits: Iterable[NewVisit], drops: Counter[DropKey]) -> None:
-        """fsync a batch of hits to local disk. Raises OSError when the disk fails too."""
-        self.spool.append(encode(visits, drops))
+    def spool_batch(
+        self, visits: Iterable[NewVisit], drops: Counter[DropKey], record_id: str | None = None
+    ) -> None:
+        """fsync a batch of hits to local disk. Raises OSError when the disk fails too.
+
+        ``record_id``: the id the failed live write tried to claim, so that a commit
+        whose outcome is unknown is not applied again by the replay."""
+        self.spool.append(encode(visits, drops), record_id)
 
     def register(self, kind: str, apply: Applier) -> None:
         self._appliers[kind] = apply
 
-    def spool_records(self, kind: str, site_ids: Iterable[int], rows: list[Any]) -> None:
+    def spool_records(
+        self, kind: str, site_ids: Iterable[int], rows: list[Any], record_id: str | None = None
+    ) -> None:
         """Make another feature's records durable until the database is back."""
         self.spool.append(
-            {"v": [], "d": [], "x": {kind: {"sites": sorted(site_ids), "rows": rows}}}
+            {"v": [], "d": [], "x": {kind: {"sites": sorted(site_ids), "rows": rows}}},
+            record_id,
         )
 
     # --- replay ------------------------------------------------------------------------
 
     def run_replay(self, stopping: Callable[[], bool]) -> None:
-        """The replay thread's loop."""
+        """The replay thread's loop: nothing may end it but the process stopping."""
         while not stopping():
             time.sleep(REPLAY_INTERVAL_SECONDS)
-            self.replay_once()
+            try:
+                self.replay_once()
+            except Exception:
+                log.exception("spool replay failed; will try again")
 
     def replay_once(self, *, now: bool = False) -> int:
         """Write what the spool holds if the database answers; returns records applied.
@@ -111,13 +122,20 @@ class Outage:
             self._apply(record)
             applied += 1
 
+        def skip(error: Exception) -> bool:
+            if isinstance(error, TRANSIENT):
+                return False  # the database again: stop, try later
+            log.error(
+                "a spooled record could not be replayed (%s); its segment stays in the spool",
+                type(error).__name__,
+            )
+            return True
+
         try:
-            self.spool.replay(apply)
+            self.spool.replay(apply, skip)
         except TRANSIENT:
             log.warning("database still unavailable; spooled hits wait")
             self.mark_down()
-        except (SQLAlchemyError, ValueError, KeyError, TypeError):
-            log.exception("a spooled batch could not be replayed; it stays in the spool")
         if applied:
             self.mark_up()
             self.replayed_records += applied

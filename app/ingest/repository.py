@@ -83,7 +83,8 @@ def insert_visits(session: Session, visits: Sequence[NewVisit]) -> set[VisitKey]
     Returns the keys of the visits this call inserted. The aggregates are derived from
     what the insert returned, so a batch retried after a failure never counts twice.
     """
-    unique = list({v.key: v for v in reversed(visits)}.values())  # first occurrence wins
+    # First occurrence wins; key order, so that concurrent writers never deadlock.
+    unique = sorted({v.key: v for v in reversed(visits)}.values(), key=lambda v: v.key)
     if not unique:
         return set()
     if session.get_bind().dialect.name == "postgresql":
@@ -221,11 +222,22 @@ async def insert_visits_async(
     conn: AsyncConnection[Any], visits: Sequence[NewVisit]
 ) -> set[VisitKey]:
     """:func:`insert_visits` for PostgreSQL through an async psycopg connection."""
-    unique = list({v.key: v for v in reversed(visits)}.values())
+    unique = sorted({v.key: v for v in reversed(visits)}.values(), key=lambda v: v.key)
     if not unique:
         return set()
     cursor = await conn.execute(_VISITS_BATCH_SQL, _visit_columns(unique))
     return {(site_id, day, bytes(h)) for site_id, day, h in await cursor.fetchall()}
+
+
+async def claim_spool_record_async(
+    conn: AsyncConnection[Any], record_id: str, now: dt.datetime
+) -> None:
+    """Claim a batch's id with its live write, so its spooled copy (if the commit's
+    outcome is unknown) is not applied a second time."""
+    await conn.execute(
+        "INSERT INTO applied_spool_records (record_id, applied_at) VALUES (%s, %s)",
+        (record_id, now),
+    )
 
 
 async def add_drops_async(conn: AsyncConnection[Any], drops: Mapping[DropKey, int]) -> None:

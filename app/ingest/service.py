@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.clock import Clock
 from app.db import Database
 from app.errors import NotFound
-from app.ingest import pipeline
+from app.ingest import pipeline, repository
 from app.ingest.budgets import Backlog, LoopLag, TokenBuckets
 from app.ingest.cache import RefreshingCache
 from app.ingest.geoip import GeoLocator
@@ -50,6 +50,7 @@ SITE_CACHE_SECONDS = 30.0
 # without failing, the image goes out after this long; the hit stays queued and is
 # written (or spooled) when the database answers or fails.
 ACK_TIMEOUT_SECONDS = 2.0
+CLAIMS_KEPT = dt.timedelta(days=30)
 
 T = TypeVar("T")
 SiteEntry = tuple[SiteScope, frozenset[str]] | None
@@ -264,6 +265,12 @@ class IngestService:
         log.error("database unavailable (%s); hit not recorded", why)
         self._lost += 1
         return HitResult(Outcome.NOT_RECORDED, image)
+
+    def forget_old_claims(self) -> int:
+        """Ids of applied spool records are kept for a month: far longer than any spool
+        waits for its database, so no segment can be replayed after its id is gone."""
+        with self.db.session() as session:
+            return repository.forget_spool_records_before(session, self.clock.now() - CLAIMS_KEPT)
 
     def rotate_salts(self) -> int:
         return self.salts.rotate(self.clock.now().astimezone(dt.UTC).date())

@@ -29,6 +29,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ class ReplayReport:
     applied: int = 0
     corrupt_bytes: int = 0
     segments: int = 0
+    failed_segments: int = 0
 
 
 class Spool:
@@ -65,15 +67,27 @@ class Spool:
 
     # --- writing ---------------------------------------------------------------
 
-    def append(self, payload: Any) -> str:
-        """Write one record and fsync it; returns its id. Raises OSError if the disk fails."""
-        record_id = uuid.uuid4().hex
+    def append(self, payload: Any, record_id: str | None = None) -> str:
+        """Write one record and fsync it; returns its id. Raises OSError if the disk fails.
+
+        A failed append leaves no partial frame behind: the segment is cut back to its
+        last whole record and closed, so records written later are never hidden behind
+        a broken one."""
+        record_id = record_id or uuid.uuid4().hex
         body = json.dumps({"id": record_id, "data": payload}, separators=(",", ":")).encode()
-        frame = HEADER.pack(len(body), zlib.crc32(body)) + body
+        frame = memoryview(HEADER.pack(len(body), zlib.crc32(body)) + body)
         with self._lock:
             fd = self._open()
-            os.write(fd, frame)
-            os.fsync(fd)
+            try:
+                done = 0
+                while done < len(frame):
+                    done += os.write(fd, frame[done:])
+                os.fsync(fd)
+            except OSError:
+                with suppress(OSError):
+                    os.ftruncate(fd, self._written)
+                self._close_current()
+                raise
             self._written += len(frame)
             if self._written >= self.segment_bytes:
                 self._close_current()
@@ -139,19 +153,30 @@ class Spool:
             offset += HEADER.size + length
         return records, len(data) - offset
 
-    def replay(self, apply: Callable[[SpoolRecord], None]) -> ReplayReport:
+    def replay(
+        self,
+        apply: Callable[[SpoolRecord], None],
+        skip: Callable[[Exception], bool] = lambda exc: False,
+    ) -> ReplayReport:
         """Apply every spooled record in order; delete a segment once all of it is applied.
 
-        ``apply`` must be idempotent per record id. If it raises, replay stops and the
-        segment stays for the next attempt. Segments another live process still
-        appends to, or replays, are left alone.
+        ``apply`` must be idempotent per record id. If it raises, the segment stays for
+        the next attempt, and replay stops, unless ``skip(error)`` says to go on with
+        the next segment (one bad record must not hold back the others). Segments
+        another live process still appends to, or replays, are left alone.
         """
         with self._lock:
             self._close_current()  # new appends go to a fresh segment
         report = ReplayReport()
         for segment in self.pending_segments():
-            if segment != self._current:
+            if segment == self._current:
+                continue
+            try:
                 self._replay_segment(segment, apply, report)
+            except Exception as exc:
+                if not skip(exc):
+                    raise
+                report.failed_segments += 1
         return report
 
     def _replay_segment(
@@ -161,6 +186,10 @@ class Spool:
             fd = os.open(segment, os.O_RDONLY)
         except FileNotFoundError:
             return  # another process finished it
+        except OSError:
+            log.exception("spool segment %s cannot be read; left in place", segment.name)
+            report.failed_segments += 1
+            return
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

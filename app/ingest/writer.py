@@ -28,8 +28,10 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+import uuid
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from enum import StrEnum
@@ -37,7 +39,7 @@ from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from app.clock import Clock
 from app.db import Database
@@ -49,7 +51,10 @@ from app.ingest.spool import Spool
 log = logging.getLogger("hitmap.ingest")
 
 ASYNC_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
+BAD_HIT = (IntegrityError, DataError)  # errors of one hit, not of the database
 KNOWN_VISITS_MAX = 300_000
+COMMIT_DEADLINE_SECONDS = 1.5  # under the answer's ACK_TIMEOUT (2 s): spooled, not queued
+STOP_DEADLINE_SECONDS = 15.0
 
 
 class Ack(StrEnum):
@@ -104,6 +109,8 @@ class HitWriter:
         self._threads: list[threading.Thread] = []
         self._connection = threading.local()  # the SQLite writer thread keeps its own
         self.outage = Outage(db, spool, clock, self._counted)
+        # fsyncs get a thread of their own: never behind lookups waiting on a dead database
+        self._spooler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hitmap-spool")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._task: asyncio.Task[None] | None = None
@@ -210,7 +217,14 @@ class HitWriter:
         self._stopping = True
         assert self._async_wake is not None
         self._async_wake.set()
-        await self._task
+        try:
+            await asyncio.wait_for(self._task, STOP_DEADLINE_SECONDS)
+        except TimeoutError:  # the database hangs: what is left goes to disk
+            log.warning("database too slow at shutdown; spooling %d hits", len(self._queue))
+        while self._queue or self._drops:
+            batch = self._take_batch()
+            self._spool(batch, self._take_drops())
+            self._in_flight -= len(batch)
         self._task = None
         loop = asyncio.get_running_loop()
         for thread in self._threads:
@@ -231,7 +245,12 @@ class HitWriter:
                         await asyncio.wait_for(wake.wait(), 1.0)
                     continue
                 batch = self._take_batch()
-                await self._write_on_loop(conninfo, batch, self._take_drops())
+                try:
+                    await self._write_on_loop(conninfo, batch, self._take_drops())
+                except Exception:  # a bug must not stop the writer: the next batch goes on
+                    log.exception("hit writer failed on a batch of %d hits", len(batch))
+                    self._settle([(p, Ack.LOST) for p in batch if not _settled(p)])
+                    self.stats.lost_hits += len(batch)
         finally:
             if self._aconn is not None:
                 await self._aconn.close()
@@ -243,20 +262,17 @@ class HitWriter:
         loop = asyncio.get_running_loop()
         try:
             if self.outage.down:
-                await loop.run_in_executor(None, self._spool, batch, drops)
+                await loop.run_in_executor(self._spooler, self._spool, batch, drops)
                 return
             visits = [p.visit for p in batch]
+            claim = _claim_id(drops)
             try:
-                try:
-                    inserted = await self._commit_on_loop(conninfo, visits, drops)
-                except ASYNC_TRANSIENT:
-                    inserted = await self._commit_on_loop(conninfo, visits, drops)  # fresh one
-            except ASYNC_TRANSIENT:
-                log.warning("database unavailable; spooling a batch of %d hits", len(batch))
-                self.outage.mark_down()
-                await loop.run_in_executor(None, self._spool, batch, drops)
-                return
-            except psycopg.Error:
+                # Past the deadline the batch goes to disk: the answer must not wait on a
+                # database that hangs (a replayed visit cannot count twice).
+                inserted = await asyncio.wait_for(
+                    self._commit_on_loop(conninfo, visits, drops, claim), COMMIT_DEADLINE_SECONDS
+                )
+            except (psycopg.IntegrityError, psycopg.DataError):
                 if len(batch) + len(drops) > 1:  # see _write: one bad hit, not the batch
                     for item in batch:
                         self._in_flight += 1
@@ -268,19 +284,44 @@ class HitWriter:
                     self.stats.lost_hits += len(batch)
                     self._settle([(p, Ack.LOST) for p in batch])
                 return
+            except (psycopg.Error, TimeoutError) as exc:
+                # Unreachable, read-only, missing grants, too slow: the database, not the hit.
+                log.warning(
+                    "database unavailable (%s); spooling a batch of %d hits",
+                    type(exc).__name__,
+                    len(batch),
+                )
+                self.outage.mark_down()
+                await loop.run_in_executor(self._spooler, self._spool, batch, drops, claim)
+                return
             self._committed(batch, inserted)
         finally:
             self._in_flight -= len(batch)
 
     async def _commit_on_loop(
-        self, conninfo: str, visits: list[NewVisit], drops: Counter[DropKey]
+        self, conninfo: str, visits: list[NewVisit], drops: Counter[DropKey], claim: str | None
+    ) -> set[VisitKey]:
+        reused = self._aconn is not None and not self._aconn.closed
+        try:
+            return await self._commit_once(conninfo, visits, drops, claim)
+        except ASYNC_TRANSIENT:
+            if not reused:
+                raise
+            # The kept connection died while idle (a database restart): one more try on
+            # a fresh one before calling the database down.
+            return await self._commit_once(conninfo, visits, drops, claim)
+
+    async def _commit_once(
+        self, conninfo: str, visits: list[NewVisit], drops: Counter[DropKey], claim: str | None
     ) -> set[VisitKey]:
         if self._aconn is None or self._aconn.closed:
             self._aconn = await AsyncConnection.connect(conninfo, autocommit=True)
         conn = self._aconn
         try:
             if drops:
+                assert claim is not None
                 async with conn.transaction():
+                    await repository.claim_spool_record_async(conn, claim, self.clock.now())
                     inserted = await repository.insert_visits_async(conn, visits)
                     await repository.add_drops_async(conn, drops)
             else:  # one statement, atomic on its own: a single round trip
@@ -301,8 +342,13 @@ class HitWriter:
             self._wake.clear()
             while self._queue or self._drops:
                 batch = self._take_batch()
-                self._write(batch, self._take_drops())
-            if self._stopping and not self._queue:
+                try:
+                    self._write(batch, self._take_drops())
+                except Exception:  # a bug must not stop the writer: the next batch goes on
+                    log.exception("hit writer failed on a batch of %d hits", len(batch))
+                    self._settle([(p, Ack.LOST) for p in batch if not _settled(p)])
+                    self.stats.lost_hits += len(batch)
+            if self._stopping and not self._queue and not self._drops:
                 return
 
     def _take_batch(self) -> list[_Pending]:
@@ -325,17 +371,23 @@ class HitWriter:
             if self.outage.down:
                 self._spool(batch, drops)
                 return
+            claim = _claim_id(drops)
             try:
-                inserted = self._commit_retrying([p.visit for p in batch], drops)
+                inserted = self._commit_retrying([p.visit for p in batch], drops, claim)
             except TRANSIENT:
                 log.warning(
                     "database unavailable; spooling a batch of %d hits", len(batch), exc_info=True
                 )
                 self.outage.mark_down()
-                self._spool(batch, drops)
+                self._spool(batch, drops, claim)
                 return
-            except SQLAlchemyError:
-                # Not the connection: most likely a site deleted meanwhile (foreign key).
+            except SQLAlchemyError as exc:
+                if not isinstance(exc, BAD_HIT):  # read-only, grants, ...: the database
+                    log.warning("database refused a batch (%s); spooling it", type(exc).__name__)
+                    self.outage.mark_down()
+                    self._spool(batch, drops)
+                    return
+                # A site deleted meanwhile (foreign key) or a value out of range.
                 # Retry one by one so one bad hit cannot take its whole batch with it.
                 if len(batch) + len(drops) > 1:
                     self._write_one_by_one(batch, drops)
@@ -362,16 +414,22 @@ class HitWriter:
         for key, hits in drops.items():
             self._write([], Counter({key: hits}))
 
-    def _commit_retrying(self, visits: list[NewVisit], drops: Counter[DropKey]) -> set[VisitKey]:
+    def _commit_retrying(
+        self, visits: list[NewVisit], drops: Counter[DropKey], claim: str | None
+    ) -> set[VisitKey]:
         try:
-            return self._commit(visits, drops)
+            return self._commit(visits, drops, claim)
         except TRANSIENT:
             # The kept connection may have died while idle (a database restart): one
             # more try on a fresh connection before calling the database down.
-            return self._commit(visits, drops)
+            return self._commit(visits, drops, claim)
 
-    def _commit(self, visits: list[NewVisit], drops: Counter[DropKey]) -> set[VisitKey]:
+    def _commit(
+        self, visits: list[NewVisit], drops: Counter[DropKey], claim: str | None
+    ) -> set[VisitKey]:
         with self.db.kept_session(self._connection) as session:
+            if claim is not None:
+                repository.claim_spool_record(session, claim, self.clock.now())
             inserted = repository.insert_visits(session, visits)
             repository.add_drops(session, drops)
         self._counted(inserted, visits)
@@ -387,9 +445,11 @@ class HitWriter:
         for site_id, n in per_site.items():
             self._on_counted(site_id, n)
 
-    def _spool(self, batch: list[_Pending], drops: Counter[DropKey]) -> None:
+    def _spool(
+        self, batch: list[_Pending], drops: Counter[DropKey], record_id: str | None = None
+    ) -> None:
         try:
-            self.outage.spool_batch((p.visit for p in batch), drops)
+            self.outage.spool_batch((p.visit for p in batch), drops, record_id)
         except OSError:
             log.exception("spool write failed: %d hits lost", len(batch))
             self.stats.lost_hits += len(batch)
@@ -429,6 +489,15 @@ class HitWriter:
                 loop.call_soon_threadsafe(_resolve, settled)
 
     # --- outage: spool and replay ------------------------------------------------------
+
+
+def _claim_id(drops: Counter[DropKey]) -> str | None:
+    """Drop counts are not idempotent: their batch claims an id, reused if it is spooled."""
+    return uuid.uuid4().hex if drops else None
+
+
+def _settled(item: _Pending) -> bool:
+    return item.waiter is not None and item.waiter.done()
 
 
 def _resolve(settled: list[tuple[asyncio.Future[Ack], Ack]]) -> None:

@@ -212,3 +212,48 @@ def test_on_the_event_loop_hits_share_a_batch_and_stop_flushes(own_ctx, tmp_path
     assert first == {Ack.COUNTED} and again == [Ack.REPEAT]
     assert writer.stats.batches < 100  # grouped, not one transaction per hit
     assert _count(own_ctx, Visit, site) == 120
+
+
+def test_a_database_that_refuses_writes_gets_the_batch_spooled_not_lost(ctx, tmp_path, monkeypatch):
+    """Read-only after a failover, missing grants: not one bad hit, so not one by one."""
+    from sqlalchemy.exc import InternalError
+
+    site = make_site(ctx, make_account(ctx))
+    writer = _writer(ctx, tmp_path)
+
+    def read_only(*args, **kwargs):
+        raise InternalError(
+            "INSERT", {}, Exception("cannot execute INSERT in a read-only transaction")
+        )
+
+    monkeypatch.setattr(repository, "insert_visits", read_only)
+    assert _submit(writer, _visit(site, 1)).result() == Ack.SPOOLED
+    assert writer.database_down and writer.stats.lost_hits == 0
+
+
+def test_drop_counts_claim_their_batch_so_an_unknown_commit_is_not_added_twice(ctx, tmp_path):
+    site = make_site(ctx, make_account(ctx))
+    writer = _writer(ctx, tmp_path)
+    writer.count_drop(DropKey(site, DAY, "bot"), 4)
+    from app.models import AppliedSpoolRecord
+
+    with ctx.db.session() as session:
+        (claim,) = session.scalars(select(AppliedSpoolRecord.record_id)).all()
+    # The connection broke during COMMIT, after the server committed: the writer spooled
+    # the same batch under the same id. Replaying it must add nothing.
+    from collections import Counter
+
+    writer.outage.spool_batch([], Counter({DropKey(site, DAY, "bot"): 4}), claim)
+    assert writer.replay_once(now=True) == 1
+    assert _count(ctx, DroppedHits, site, DroppedHits.hits) == 4
+
+
+def test_housekeeping_forgets_claims_after_a_month(ctx):
+    from app.models import AppliedSpoolRecord
+
+    with ctx.db.session() as session:
+        repository.claim_spool_record(session, "a" * 32, START - dt.timedelta(days=31))
+        repository.claim_spool_record(session, "b" * 32, START - dt.timedelta(days=1))
+    assert ctx.ingest.forget_old_claims() == 1
+    with ctx.db.session() as session:
+        assert session.scalars(select(AppliedSpoolRecord.record_id)).all() == ["b" * 32]
