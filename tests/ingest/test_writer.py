@@ -257,3 +257,21 @@ def test_housekeeping_forgets_claims_after_a_month(ctx):
     assert ctx.ingest.forget_old_claims() == 1
     with ctx.db.session() as session:
         assert session.scalars(select(AppliedSpoolRecord.record_id)).all() == ["b" * 32]
+
+
+def test_two_processes_writers_count_each_visit_once(own_ctx, tmp_path):
+    """Several web processes share one database: the primary key decides, not memory."""
+    site = make_site(own_ctx, make_account(own_ctx))
+    first = HitWriter(own_ctx.db, Spool(tmp_path / "a"), own_ctx.clock)
+    second = HitWriter(own_ctx.db, Spool(tmp_path / "b"), own_ctx.clock)
+    # Overlapping visitors, queued on both before either writes: they race for real.
+    one = [_submit_queued(first, _visit(site, n)) for n in range(1, 151)]
+    two = [_submit_queued(second, _visit(site, n)) for n in range(101, 251)]
+    first.start()
+    second.start()
+    acks = [a.result(timeout=20) for a in one + two]
+    first.stop()
+    second.stop()
+    assert acks.count(Ack.COUNTED) == 250 and acks.count(Ack.REPEAT) == 50
+    assert _count(own_ctx, Visit, site) == 250
+    assert _count(own_ctx, DailyCountryCount, site, DailyCountryCount.visits) == 250
