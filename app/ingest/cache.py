@@ -67,7 +67,11 @@ class RefreshingCache(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         with self._lock:
             if len(self._entries) >= self._max_entries and key not in self._entries:
-                self._entries.clear()  # crude but bounded; a rebuild costs one load per key
+                # Remembered misses go first (a flood of made-up keys must not push out
+                # the warmed sites); only then everything, which costs one load per key.
+                self._entries = {k: e for k, e in self._entries.items() if e[1] is not None}
+                if len(self._entries) >= self._max_entries:
+                    self._entries.clear()
             self._entries[key] = (time.monotonic(), value)
 
     def expire(

@@ -115,3 +115,15 @@ def test_an_overloaded_process_sheds_with_a_counted_reason(ctx, client):
     ctx.ingest.loop_lag.lag = 0.0  # recovered: counting again
     hit(client, site.public_key)
     assert _visits(ctx, site) == 1
+
+
+def test_a_flood_of_unknown_keys_does_not_evict_known_sites():
+    from app.ingest.cache import RefreshingCache
+
+    cache: RefreshingCache[str, str | None] = RefreshingCache(
+        lambda key: None, ttl=60, name="site", max_entries=100
+    )
+    cache.put("real-site", "scope")
+    for n in range(500):
+        cache.get(f"made-up-{n}")  # each one a remembered miss
+    assert cache.peek("real-site") == (True, "scope")
