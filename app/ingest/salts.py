@@ -54,10 +54,21 @@ class SaltKeeper:
             repository.delete_salts_before(session, day - dt.timedelta(days=1))
         return salt
 
+    def prefetch(self, day: dt.date) -> None:
+        """Create (or read) a coming day's salt now, so that a database outage over
+        midnight does not leave the new day without one. It is random and links to
+        nothing until used, and goes 48 h after its day began like any other."""
+        with self._db.session() as session:
+            salt = repository.ensure_salt(session, day, secrets.token_bytes(SALT_BYTES))
+        with self._lock:
+            self._cache[day] = salt
+
     def rotate(self, today: dt.date) -> int:
-        """Delete salts older than 48 h and drop them from memory; returns how many went."""
+        """Delete salts older than 48 h and drop them from memory; returns how many went.
+        Tomorrow's salt is made ready at the same time."""
         with self._db.session() as session:
             removed = repository.delete_salts_before(session, today - dt.timedelta(days=1))
+        self.prefetch(today + dt.timedelta(days=1))
         with self._lock:
             self._cache = {
                 d: s for d, s in self._cache.items() if d >= today - dt.timedelta(days=1)

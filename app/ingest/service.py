@@ -150,7 +150,9 @@ class IngestService:
             entries = authz.all_ingest_sites(session)
         for key, entry in entries.items():
             self.sites.put(key, entry)
-        self.salts.salt_for(self.clock.now().astimezone(dt.UTC).date())
+        today = self.clock.now().astimezone(dt.UTC).date()
+        self.salts.salt_for(today)
+        self.salts.prefetch(today + dt.timedelta(days=1))
         return [scope for scope, _ in entries.values()]
 
     # --- synchronous callers ---------------------------------------------------------

@@ -19,7 +19,16 @@ def test_rotation_deletes_salts_older_than_48_hours(ctx, clock):
     clock.set(dt.datetime(2026, 11, 24, 0, 0, 1, tzinfo=dt.UTC))
     assert rotate_salts(ctx) == 1
     with ctx.db.session() as session:
-        assert stored_salt_days(session) == [dt.date(2026, 11, 23)]
+        # The 22nd's salt is gone; each rotation made the next day's ready ahead.
+        assert stored_salt_days(session) == [dt.date(2026, 11, d) for d in (23, 24, 25)]
+
+
+def test_tomorrows_salt_is_ready_before_midnight_so_an_outage_then_counts(ctx, clock):
+    rotate_salts(ctx)  # the hourly job, on the 22nd
+    tomorrow = dt.date(2026, 11, 23)
+    assert ctx.ingest.salts.has(tomorrow)
+    with ctx.db.session() as session:
+        assert tomorrow in stored_salt_days(session)
 
 
 def test_serve_runs_housekeeping_in_process(ctx, monkeypatch):
