@@ -147,6 +147,9 @@ CENTROIDS: tuple[tuple[float, float, float], ...] = (
 )
 
 
+TYPICAL_VISITS = (30, 300, 3_000)  # a range of a typical site (median 1 visit a day)
+
+
 def synthetic_locations(visits: int, seed: int = 0, towns: int = 70_000) -> maps.LocationCounts:
     """Aggregated (distinct lat, lon, accuracy → visits) rows for ``visits`` visits.
 
@@ -271,20 +274,33 @@ def main() -> None:
     updated = "2026-11-22 03:00 UTC"
     world_ms = timed(lambda: maps.render_world_map(loc, updated=updated), runs)
     world_png = maps.render_world_map(loc, updated=updated)
-    image = maps._world_image(loc, 1, updated).convert("RGB")  # what gets encoded
+    rgba = maps._world_image(loc, 1, updated)  # what gets encoded, drawn whole
+    image = rgba.convert("RGB")
+    kit = maps._world_kit(1)
 
-    def encode_world(image: Image.Image = image) -> bytes:
-        indexed = image.quantize(palette=maps.world_palette(1), dither=Image.Dither.NONE)
-        buf = io.BytesIO()
-        indexed.save(buf, format="PNG", compress_level=maps.PNG_COMPRESS_LEVEL)
-        return buf.getvalue()
+    def encode_world(pixels: np.ndarray = np.asarray(rgba)) -> bytes:
+        """Palette mapping + every strip compressed (a map with dots everywhere)."""
+        raw = np.zeros((pixels.shape[0], pixels.shape[1] + 1), dtype=np.uint8)
+        raw[:, 1:] = kit.lookup(maps._words(pixels)).reshape(pixels.shape[:2])
+        rows = maps.PNG_STRIP_ROWS
+        pieces = [maps._deflate(raw[s : s + rows]) for s in range(0, raw.shape[0], rows)]
+        return maps._indexed_png(pixels.shape[1], pixels.shape[0], kit.palette, pieces)
 
     encode_ms = timed(encode_world, runs)
     print("\nLarge map, aggregated rows -> PNG bytes (median, warm):")
     print(
         f"  1200x600, 1,000,000 visits: {world_ms:6.1f} ms  ({len(world_png) / 1024:.0f} KiB; "
-        f"of which palette mapping + PNG {encode_ms:.1f} ms)"
+        f"palette mapping + PNG of the whole image would take {encode_ms:.1f} ms)"
     )
+    typical = [synthetic_locations(v, seed=10 + i) for i, v in enumerate(TYPICAL_VISITS)]
+    cells = []
+    for site in typical:
+        ms = timed(partial(maps.render_world_map, site), runs)
+        kib = len(maps.render_world_map(site)) / 1024
+        cells.append(f"{site.total:,} visits ({len(site)} rows) {ms:4.1f} ms, {kib:.0f} KiB")
+    print("  typical nightly maps: " + "; ".join(cells))
+    empty_ms = timed(lambda: maps.render_world_map(maps.LocationCounts.empty()), runs)
+    print(f"  without visits: {empty_ms:4.1f} ms")
     hidpi_ms = timed(lambda: maps.render_world_map(loc, scale=2), max(3, runs // 3))
     print(f"  2400x1200 (scale=2), same data: {hidpi_ms:6.1f} ms")
     row_tuples = list(
@@ -309,6 +325,11 @@ def main() -> None:
             ms = timed(partial(maps.render_thumbnail, loc, loc.total, st), runs)
             cells.append(f"{background} {ms:4.2f}")
         print(f"  {size:6} 1,000,000 visits: " + ", ".join(cells) + " ms")
+    fewer = synthetic_locations(1_000_000, seed=4, towns=20_000)  # nightly_bench's catalogue
+    ms = timed(lambda: maps.render_thumbnail(fewer, fewer.total, style), runs * 4)
+    print(
+        f"  small  1,000,000 visits over a 20,000-place catalogue ({len(fewer):,} rows): {ms:4.2f} ms"
+    )
     ms = timed(lambda: maps.render_thumbnail(small_site, small_site.total, style), runs * 4)
     print(f"  small  5,000 visits ({len(small_site):,} rows): {ms:4.2f} ms")
     ms = timed(lambda: maps.render_thumbnail(maps.LocationCounts.empty(), 0, style), runs * 4)
@@ -340,10 +361,27 @@ def main() -> None:
 
             ms = timed(encode, max(5, runs // 2))
             print(f"  {mode:18} compress_level={level}: {ms:5.1f} ms, {encode() / 1024:.0f} KiB")
+    level = maps.PNG_COMPRESS_LEVEL
+
+    def pillow_fixed() -> bytes:  # the previous renderer's encoding
+        indexed = image.quantize(palette=maps.world_palette(1), dither=Image.Dither.NONE)
+        buf = io.BytesIO()
+        indexed.save(buf, format="PNG", compress_level=level)
+        return buf.getvalue()
+
+    ms = timed(pillow_fixed, max(5, runs // 2))
+    kib = len(pillow_fixed()) / 1024
+    print(f"  fixed palette, Pillow's mapping + PNG, level {level}: {ms:5.1f} ms, {kib:.0f} KiB")
     ms = timed(encode_world, max(5, runs // 2))
     kib = len(encode_world()) / 1024
-    level = maps.PNG_COMPRESS_LEVEL
-    print(f"  fixed palette (used) compress_level={level}: {ms:5.1f} ms, {kib:.0f} KiB")
+    print(
+        f"  fixed palette, table mapping + {maps.PNG_STRIP_ROWS}-row strips, level {level} "
+        f"run-length, all strips: {ms:5.1f} ms, {kib:.0f} KiB"
+    )
+    print(
+        "  (as used: only strips with dots are compressed per map, the others once per "
+        "process at level 9: see the typical maps above)"
+    )
 
     if not args.quick:
         n = 100_000

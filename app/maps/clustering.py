@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -73,6 +74,23 @@ def approximate_mask(accuracy_km: np.ndarray, threshold_km: float = APPROXIMATE_
         return np.asarray(accuracy_km, dtype=np.float64) >= threshold_km
 
 
+@dataclass(frozen=True, slots=True)
+class Cells:
+    """Occupied grid cells (side ``radius / 2``) with their members summed: integer cell
+    coordinates (any common origin), weighted centroids in pixels, total weights."""
+
+    gx: np.ndarray  # intp
+    gy: np.ndarray  # intp
+    x: np.ndarray  # float64
+    y: np.ndarray  # float64
+    weight: np.ndarray  # float64 sums of integer weights (exact below 2**53)
+
+    @classmethod
+    def empty(cls) -> Cells:
+        e = np.empty(0)
+        return cls(np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp), e, e, e)
+
+
 def cluster(
     x: np.ndarray,
     y: np.ndarray,
@@ -87,44 +105,86 @@ def cluster(
     """
     if radius <= 0:
         raise ValueError("radius must be positive")
+    return merge(bin_points(x, y, weight, radius / 2.0), radius, grow)
+
+
+def bin_points(x: np.ndarray, y: np.ndarray, weight: np.ndarray, cell: float) -> Cells:
+    """Step 1: sum points into square cells of side ``cell`` on a dense grid anchored at
+    multiples of ``cell`` (not at the data, so cells do not move with the input).
+    Points with a weight of 0 or less or a non-finite coordinate are left out.
+    (``BaseMap.bin`` does the same from latitudes and longitudes in one pass.)"""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     w = np.asarray(weight, dtype=np.int64)
     if w.size == 0:
-        return Clusters.empty()
-
-    # 1. Bin into cells of radius/2 on a dense grid (with a margin for neighbour lookups).
-    # The grid is anchored at multiples of ``cell`` (not at the data), so cells do not
-    # move with the input.
-    cell = radius / 2.0
+        return Cells.empty()
     fx = x * (1.0 / cell)
     fy = y * (1.0 / cell)
     lo_x, hi_x, lo_y, hi_y = fx.min(), fx.max(), fy.min(), fy.max()
     if not (np.isfinite(lo_x + hi_x + lo_y + hi_y) and w.min() >= 0):  # rare: clean up
         keep = (w > 0) & np.isfinite(fx) & np.isfinite(fy)
         if not keep.any():
-            return Clusters.empty()
+            return Cells.empty()
         x, y, w, fx, fy = x[keep], y[keep], w[keep], fx[keep], fy[keep]
         lo_x, hi_x, lo_y, hi_y = fx.min(), fx.max(), fy.min(), fy.max()
     origin_x, origin_y = np.floor(lo_x), np.floor(lo_y)
-    gx = (fx - origin_x).astype(np.int64)  # >= 0: truncation is floor
-    gy = (fy - origin_y).astype(np.int64)
+    gx = (fx - origin_x).astype(np.intp)  # >= 0: truncation is floor
+    gy = (fy - origin_y).astype(np.intp)
     nx = int(hi_x - origin_x) + 1
     ny = int(hi_y - origin_y) + 1
     key = gy * nx + gx
     wf = w.astype(np.float64)
-    cell_w = np.bincount(key, weights=wf, minlength=nx * ny)
-    occupied = np.flatnonzero(cell_w)  # zero-weight points occupy nothing
-    if occupied.size == 0:
-        return Clusters.empty()
-    cw = cell_w[occupied]
-    cx = np.bincount(key, weights=wf * x, minlength=nx * ny)[occupied] / cw
-    cy = np.bincount(key, weights=wf * y, minlength=nx * ny)[occupied] / cw
-    cweight = cw.round().astype(np.int64)  # exact: integer sums below 2**53
-    n = occupied.size
-    if n == 1:
-        return Clusters(cx, cy, cweight)
+    return cell_sums(key, nx * ny, nx, wf, wf * x, wf * y)
 
+
+def cell_sums(
+    key: np.ndarray,
+    cells: int,
+    nx: int,
+    w: np.ndarray,
+    wx: np.ndarray,
+    wy: np.ndarray,
+    unit: float = 1.0,
+) -> Cells:
+    """Cells from each point's cell ``key`` (``gy * nx + gx``, below ``cells``) and its
+    weight, weight × x and weight × y (float64; x and y in pixels / ``unit``): three
+    ``bincount``s."""
+    total = np.bincount(key, weights=w, minlength=cells)
+    occupied = np.flatnonzero(total)  # zero-weight points occupy nothing
+    if occupied.size == 0:
+        return Cells.empty()
+    cw = total[occupied]
+    cx = np.bincount(key, weights=wx, minlength=cells)[occupied] / cw
+    cy = np.bincount(key, weights=wy, minlength=cells)[occupied] / cw
+    if unit != 1.0:
+        cx *= unit
+        cy *= unit
+    gy, gx = np.divmod(occupied, nx)
+    return Cells(gx, gy, cx, cy, cw)
+
+
+@cache
+def _offsets(reach: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cell offsets (dx, dy) within ``reach`` cells, the centre left out, with the gap
+    (in cells) between the nearest points of the two cells."""
+    span = np.arange(-reach, reach + 1)
+    grid_x, grid_y = np.meshgrid(span, span)
+    odx, ody = grid_x.ravel(), grid_y.ravel()
+    centre = (odx == 0) & (ody == 0)
+    odx, ody = odx[~centre], ody[~centre]
+    gap = np.hypot(np.maximum(np.abs(odx) - 1, 0), np.maximum(np.abs(ody) - 1, 0))
+    return odx, ody, gap
+
+
+def merge(cells: Cells, radius: float, grow: Callable[[np.ndarray], np.ndarray] | None) -> Clusters:
+    """Steps 2 and 3: the greedy rule over the cells of :func:`bin_points` (side
+    ``radius / 2``), then the weighted centroids of the clusters."""
+    n = cells.weight.size
+    cx, cy, cw = cells.x, cells.y, cells.weight
+    cweight = cw.round().astype(np.int64)  # exact: integer sums below 2**53
+    if n <= 1:
+        return Clusters(cx, cy, cweight)
+    cell = radius / 2.0
     claim = np.full(n, float(radius))
     if grow is not None:
         claim = np.maximum(claim, np.asarray(grow(cweight), dtype=np.float64))
@@ -133,74 +193,82 @@ def cluster(
     # Candidate pairs (i, j) with j able to claim i, from neighbour cells: the cells
     # sharing one claim radius look up, in one broadcast, every cell offset whose
     # nearest point is within that radius.
-    ox, oy = occupied % nx, occupied // nx
+    ox = cells.gx - cells.gx.min()
+    oy = cells.gy - cells.gy.min()
     pad = reach
-    stride = nx + 2 * pad
-    dense = np.full((ny + 2 * pad) * stride, -1, dtype=np.int64)
+    stride = int(ox.max()) + 1 + 2 * pad
+    dense = np.full((int(oy.max()) + 1 + 2 * pad) * stride, -1, dtype=np.intp)
     at = (oy + pad) * stride + ox + pad
     dense[at] = np.arange(n)
-    span = np.arange(-reach, reach + 1)
-    grid_x, grid_y = np.meshgrid(span, span)
-    odx, ody = grid_x.ravel(), grid_y.ravel()
-    centre = (odx == 0) & (ody == 0)
-    odx, ody = odx[~centre], ody[~centre]
-    gap = cell * np.hypot(np.maximum(np.abs(odx) - 1, 0), np.maximum(np.abs(ody) - 1, 0))
+    odx, ody, gap = _offsets(reach)
     shift = ody * stride + odx
-    src: list[np.ndarray] = []
-    dst: list[np.ndarray] = []
-    if n * shift.size <= 100_000:  # small: one broadcast, every offset for every cell
-        batches = [(np.arange(n), shift)]
+    # Strength: heavier first, then top-to-bottom, left-to-right (deterministic). Only
+    # a stronger cell can claim a weaker one (the weaker is decided first).
+    order = np.lexsort((cx, cy, -cweight))
+    rank = np.empty(n, dtype=np.intp)
+    rank[order] = np.arange(n)
+    useful = gap * cell <= claim.max()
+    if n * int(useful.sum()) <= 500_000:
+        # Small: one broadcast over half the offsets (each neighbour pair once), the
+        # stronger cell of a pair being the one that may claim the other.
+        half = useful & ((ody > 0) | ((ody == 0) & (odx > 0)))
+        found = dense[at[:, None] + shift[half][None, :]]  # (cells, offsets)
+        a, col = np.nonzero(found >= 0)
+        b = found[a, col]
+        a_first = rank[a] < rank[b]
+        pj = np.where(a_first, a, b)
+        pi = np.where(a_first, b, a)
+        near = (cx[a] - cx[b]) ** 2 + (cy[a] - cy[b]) ** 2 <= claim[pj] ** 2
+        pi, pj = pi[near], pj[near]
+        rj = rank[pj]
     else:  # large: cells grouped by claim radius, each with only the offsets it reaches
         claims, group = np.unique(claim, return_inverse=True)
-        batches = [(np.flatnonzero(group == g), shift[gap <= c]) for g, c in enumerate(claims)]
-    for j, offsets in batches:
-        i = dense[at[j][:, None] + offsets[None, :]]  # (cells, offsets)
-        jj = np.broadcast_to(j[:, None], i.shape)
-        ok = i >= 0
-        i, jj = i[ok], jj[ok]
-        d2 = (cx[i] - cx[jj]) ** 2 + (cy[i] - cy[jj]) ** 2
-        near = d2 <= claim[jj] ** 2
-        src.append(i[near])
-        dst.append(jj[near])
-    pi = np.concatenate(src)
-    pj = np.concatenate(dst)
-
-    # Strength: heavier first, then top-to-bottom, left-to-right (deterministic).
-    order = np.lexsort((cx, cy, -cweight))
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    # Only a stronger cell can claim a weaker one (the weaker is decided first).
-    stronger = rank[pj] < rank[pi]
-    pi, pj = pi[stronger], pj[stronger]
+        src: list[np.ndarray] = []
+        dst: list[np.ndarray] = []
+        for g, c in enumerate(claims):
+            j = np.flatnonzero(group == g)
+            i = dense[at[j][:, None] + shift[gap * cell <= c][None, :]]  # (cells, offsets)
+            ok = i >= 0
+            jj = np.broadcast_to(j[:, None], i.shape)[ok]
+            i = i[ok]
+            near = (cx[i] - cx[jj]) ** 2 + (cy[i] - cy[jj]) ** 2 <= claim[jj] ** 2
+            src.append(i[near])
+            dst.append(jj[near])
+        pi = np.concatenate(src)
+        pj = np.concatenate(dst)
+        rj = rank[pj]
+        stronger = rj < rank[pi]
+        pi, pj, rj = pi[stronger], pj[stronger], rj[stronger]
 
     # 2. Parallel rounds of the sequential greedy rule. A cell is decided once every
     # stronger cell that could claim it is: its strongest claimer that is not taken
     # by another seed (a seed or undecided) is then its seed; with none, it is a seed.
-    label = np.full(n, -1, dtype=np.int64)
+    label = np.full(n, -1, dtype=np.intp)
     undecided = np.ones(n, dtype=bool)
     is_seed = np.zeros(n, dtype=bool)
     big = n  # larger than any rank
-    while undecided.any():
-        best = np.full(n, big, dtype=np.int64)
-        np.minimum.at(best, pi, rank[pj])
+    while True:
+        best = np.full(n, big, dtype=np.intp)
+        np.minimum.at(best, pi, rj)
         best[~undecided] = -1
         new_seed = best == big
         is_seed |= new_seed
         label[new_seed] = np.flatnonzero(new_seed)
-        found = best >= 0
-        found &= ~new_seed
+        undecided &= ~new_seed
+        found = np.flatnonzero(undecided)
         claimer = order[best[found]]
-        taken = np.flatnonzero(found)[is_seed[claimer]]
-        label[taken] = order[best[taken]]
-        undecided[new_seed] = False
+        taken = found[is_seed[claimer]]
+        label[taken] = claimer[is_seed[claimer]]
         undecided[taken] = False
+        if taken.size == found.size:
+            break
         # Drop pairs that no longer matter: decided cells, claimers taken by a seed.
         still = undecided[pi] & (undecided[pj] | is_seed[pj])
-        pi, pj = pi[still], pj[still]
+        pi, pj, rj = pi[still], pj[still], rj[still]
 
-    # 3. Weighted centroids of each cluster.
-    roots, inverse = np.unique(label, return_inverse=True)
-    m = roots.size
+    # 3. Weighted centroids of each cluster (clusters numbered by their seed's index).
+    inverse = (np.cumsum(is_seed) - 1)[label]
+    m = int(is_seed.sum())
     tw = np.bincount(inverse, weights=cw, minlength=m)
     out_x = np.bincount(inverse, weights=cw * cx, minlength=m) / tw
     out_y = np.bincount(inverse, weights=cw * cy, minlength=m) / tw

@@ -156,3 +156,31 @@ def test_antimeridian_points_stay_at_their_own_edges() -> None:
 def test_approximate_mask() -> None:
     acc = np.array([np.nan, 0.0, 5.0, 200.0, APPROXIMATE_KM, 1000.0])
     assert approximate_mask(acc).tolist() == [False, False, False, False, True, True]
+
+
+def test_binning_from_degrees_equals_projecting_then_binning() -> None:
+    """BaseMap.bin (projection table scaled to cells, one pass) gives the cells of
+    project + bin_points, and so the same clusters."""
+    from app.maps.clustering import bin_points, merge
+    from app.maps.render import ThumbnailStyle, thumbnail_base, thumbnail_dots
+
+    rng = np.random.default_rng(11)
+    for base in (world_base(1), thumbnail_base(ThumbnailStyle())):
+        n = 60_000  # enough for the whole-image grid
+        lat = np.round(rng.uniform(-60, 85, n), 2)
+        lon = np.round(rng.uniform(-180, 179.99, n), 2)
+        w = rng.integers(0, 50, n).astype(np.float64)  # zeros: left out
+        cell = thumbnail_dots(base.width).merge_px / 2 if base.width < 400 else 2.5
+        fused = base.bin(lat, lon, w, cell)
+        plain = bin_points(*base.project(lat, lon), w.astype(np.int64), cell)
+        a = np.lexsort((fused.gx, fused.gy))
+        b = np.lexsort((plain.gx, plain.gy))
+        assert np.array_equal(fused.weight[a], plain.weight[b])
+        assert np.allclose(fused.x[a], plain.x[b], atol=1e-9)
+        assert np.allclose(fused.y[a], plain.y[b], atol=1e-9)
+        one, two = merge(fused, 2 * cell, None), merge(plain, 2 * cell, None)
+        assert one.weight.tolist() == two.weight.tolist()
+        assert np.allclose(one.x, two.x) and np.allclose(one.y, two.y)
+        # Out of range or few points: the general way, same cells.
+        few = base.bin(lat[:50], lon[:50] + 360.0, w[:50], cell)
+        assert few.weight.sum() == w[:50].sum()

@@ -316,3 +316,166 @@ def test_bad_rows_are_skipped() -> None:
     rows = [(float("nan"), 2.0, None, 5), (10.0, 20.0, None, 0), (*LONDON, None, 4)]
     pixels = _decode(render_world_map(LocationCounts.from_rows(rows)))
     assert _red(pixels, render.world_base(1).box).sum() > 5
+
+
+# --- the encoders: cached strips, legend bands and palettes give the plain result -------
+
+
+def _indices(png: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(png))
+    assert image.mode == "P"
+    return np.asarray(image)
+
+
+def _strict_idat(png: bytes) -> bytes:
+    """The IDAT payload, decompressed with zlib's checks (Adler-32, CRCs read below)."""
+    import struct
+    import zlib
+
+    pos, idat = 8, b""
+    while pos < len(png):
+        (size,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, data = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + size]
+        (crc,) = struct.unpack(">I", png[pos + 8 + size : pos + 12 + size])
+        assert zlib.crc32(kind + data) == crc, kind
+        if kind == b"IDAT":
+            idat += data
+        pos += 12 + size
+    return zlib.decompress(idat)
+
+
+def _world_cases() -> list[tuple[LocationCounts, int, str | None]]:
+    rng = np.random.default_rng(3)
+    many = LocationCounts(
+        rng.uniform(-58, 80, 3000),
+        rng.uniform(-180, 180, 3000),
+        rng.choice([5.0, 50.0, 1000.0], 3000),
+        rng.integers(1, 5000, 3000),
+    )
+    south = LocationCounts.from_rows(  # ink at the very bottom, near the legend
+        [(-75.0, 10.0, 20, 200_000), (-58.0, -60.0, 3000, 50), (10.0, 10.0, 20, 3)]
+    )
+    return [
+        (LocationCounts.empty(), 1, None),
+        (_at(*LONDON, 1500), 1, None),
+        (many, 1, None),
+        (south, 1, None),
+        (_at(*LONDON, 15), 1, "2026-11-22 03:00 UTC"),
+        (many, 2, None),
+        (_at(*LONDON, 1500), 1, None),  # again, after the others: nothing left behind
+    ]
+
+
+def test_world_map_equals_the_plain_pipeline() -> None:
+    """Whatever the cached strips, legend bands and scratch buffers do, each map is the
+    drawn image mapped pixel by pixel onto the scale's palette, in a valid PNG."""
+    first: dict[int, bytes] = {}
+    for n, (loc, scale, updated) in enumerate(_world_cases()):
+        png = render_world_map(loc, scale=scale, updated=updated)
+        kit = render._world_kit(scale)
+        drawn = np.asarray(render._world_image(loc, scale, updated))
+        expected = kit.lookup(render._words(drawn)).reshape(drawn.shape[:2])
+        assert np.array_equal(_indices(png), expected), n
+        raw = np.frombuffer(_strict_idat(png), dtype=np.uint8).reshape(drawn.shape[0], -1)
+        assert (raw[:, 0] == 0).all()  # filter "none" on every scanline
+        assert np.array_equal(raw[:, 1:], expected)
+        first.setdefault(len(loc) * 10 + scale, png)
+    assert render_world_map(_at(*LONDON, 1500)) == first[11]
+
+
+def test_world_palette_mapping_is_as_close_as_pillows() -> None:
+    """Nearest palette entries: no further from the drawn colours than Pillow's own
+    mapping onto the same palette (3,000 random places, ellipses all over: colours the
+    palette's training render lacks)."""
+    loc, scale, updated = _world_cases()[2]
+    image = render._world_image(loc, scale, updated).convert("RGB")
+    drawn = np.asarray(image).astype(np.int32)
+    pillow = image.quantize(palette=render.world_palette(scale), dither=Image.Dither.NONE)
+    pillow_error = np.abs(np.asarray(pillow.convert("RGB")).astype(np.int32) - drawn)
+    error = np.abs(_decode(render_world_map(loc, scale=scale, updated=updated))[:, :, :3] - drawn)
+    assert error.mean() <= pillow_error.mean() + 0.05
+    assert error.max() <= pillow_error.max()
+
+
+@pytest.mark.parametrize("background", BACKGROUNDS)
+@pytest.mark.parametrize("size", list(THUMBNAIL_SIZES))
+def test_thumbnail_equals_the_plain_pipeline(size: str, background: str) -> None:
+    for show_count in (True, False):
+        style = ThumbnailStyle(size, "#2563eb", background, show_count)
+        loc, _, _ = _world_cases()[2]
+        png = render_thumbnail(loc, 1_234_567, style)
+        base = render.thumbnail_base(style)
+        canvas = np.array(base.pixels)
+        render._draw_clusters(
+            canvas,
+            base,
+            loc,
+            render.thumbnail_dots(base.width),
+            style.dot_color,
+            background == "dark",
+        )
+        drawn = np.asarray(render._draw_count(canvas, 1_234_567, style)) if show_count else canvas
+        kit = render._thumbnail_kit(style, build=True)
+        assert kit is not None
+        png = render_thumbnail(loc, 1_234_567, style)  # now with the style's kit
+        expected = kit.palette.lookup(render._words(drawn)).reshape(drawn.shape[:2])
+        assert np.array_equal(_indices(png), expected)
+        _strict_idat(png)
+        rgba = _decode(png)
+        error = np.abs(rgba[:, :, 3] - drawn[:, :, 3].astype(np.int32))
+        assert error.max() <= 40  # alpha kept (transparent style), else 255 everywhere
+
+
+@pytest.mark.parametrize("background", BACKGROUNDS)
+@pytest.mark.parametrize("size", list(THUMBNAIL_SIZES))
+def test_the_count_draws_only_inside_its_band(size: str, background: str) -> None:
+    """The thumbnail indexes the band rows whole and elsewhere only what dots touched."""
+    style = ThumbnailStyle(size=size, background=background)
+    base = render.thumbnail_base(style)
+    kit = render._thumbnail_kit(style, build=True)
+    assert kit is not None
+    top = kit.band_top
+    for total in (0, 1, 7_777, 1_234_567, 10**15):
+        drawn = np.asarray(render._draw_count(np.array(base.pixels), total, style))
+        assert np.array_equal(drawn[:top], base.pixels[:top]), total
+
+
+def test_adler32_of_joined_pieces() -> None:
+    import zlib
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        a = rng.integers(0, 256, int(rng.integers(0, 3000)), dtype=np.uint8).tobytes()
+        b = rng.integers(0, 256, int(rng.integers(0, 200_000)), dtype=np.uint8).tobytes()
+        joined = render._adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b))
+        assert joined == zlib.adler32(a + b)
+
+
+def _cities(n: int = 3000, seed: int = 9) -> LocationCounts:
+    """Places around 40 cities, a tenth of the visits on three country centroids."""
+    rng = np.random.default_rng(seed)
+    centre = np.column_stack([rng.uniform(-40, 60, 40), rng.uniform(-170, 170, 40)])
+    pick = rng.integers(0, 40, n)
+    lat = np.concatenate([centre[pick, 0] + rng.normal(0, 1.0, n), [37.75, 51.3, -10.0]])
+    lon = np.concatenate([centre[pick, 1] + rng.normal(0, 1.0, n), [-97.82, 9.5, -55.0]])
+    acc = np.concatenate([rng.choice([5.0, 20.0, 100.0], n), np.full(3, 1000.0)])
+    visits = np.concatenate([rng.zipf(1.6, n) % 10_000, [3000, 800, 200]])
+    return LocationCounts(np.round(lat, 2), np.round(lon, 2), acc, np.maximum(visits, 1))
+
+
+def test_a_rare_style_gets_a_palette_of_its_own_then_a_kit() -> None:
+    style = ThumbnailStyle("medium", "#0f9d58", "transparent")
+    loc = _cities()
+    assert render._thumbnail_kit(style) is None  # first use: adaptive palette
+    adaptive = render_thumbnail(loc, 42, style)
+    for _ in range(render.KIT_AFTER_USES):
+        render_thumbnail(loc, 42, style)
+    assert render._thumbnail_kit(style) is not None
+    fixed = render_thumbnail(loc, 42, style)
+    one, two = _decode(adaptive), _decode(fixed)
+    _strict_idat(adaptive)
+    assert one.shape == two.shape == (120, 240, 4)
+    premultiplied = [p[:, :, :3] * p[:, :, 3:] / 255.0 for p in (one, two)]
+    assert np.abs(premultiplied[0] - premultiplied[1]).mean() < 2.0
+    assert np.abs(one[:, :, 3] - two[:, :, 3]).mean() < 2.0
+    assert (one[:, :, 3] == 0).mean() > 0.3 and (two[:, :, 3] == 0).mean() > 0.3
