@@ -35,10 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
-import psycopg
-from psycopg import AsyncConnection
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from app.clock import Clock
@@ -50,10 +47,8 @@ from app.ingest.spool import Spool
 
 log = logging.getLogger("hitmap.ingest")
 
-ASYNC_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
 BAD_HIT = (IntegrityError, DataError)  # errors of one hit, not of the database
 KNOWN_VISITS_MAX = 300_000
-COMMIT_DEADLINE_SECONDS = 1.5  # under the answer's ACK_TIMEOUT (2 s): spooled, not queued
 STOP_DEADLINE_SECONDS = 15.0
 
 
@@ -69,7 +64,7 @@ Waiter = asyncio.Future[Ack] | concurrent.futures.Future[Ack]
 
 
 @dataclass(slots=True)
-class _Pending:
+class Pending:
     visit: NewVisit
     waiter: Waiter | None
 
@@ -99,7 +94,7 @@ class HitWriter:
         self.stats = WriterStats()
         self.known: dict[VisitKey, None] = {}
         self._on_counted = on_counted
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[Pending] = deque()
         self._in_flight = 0
         self._by_site: Counter[int] = Counter()
         self._drops: Counter[DropKey] = Counter()
@@ -108,16 +103,31 @@ class HitWriter:
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._connection = threading.local()  # the SQLite writer thread keeps its own
-        self.outage = Outage(db, spool, clock, self._counted)
+        self.outage = Outage(db, spool, clock, self.counted)
         # fsyncs get a thread of their own: never behind lookups waiting on a dead database
-        self._spooler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hitmap-spool")
+        self.spooler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hitmap-spool")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._task: asyncio.Task[None] | None = None
-        self._async_wake: asyncio.Event | None = None
-        self._aconn: AsyncConnection[Any] | None = None
+        self.wake_event: asyncio.Event | None = None
 
     # --- what the request path calls -------------------------------------------------
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self._queue or self._drops)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def finished(self, hits: int) -> None:
+        """A batch taken with :meth:`take_batch` is settled, one way or the other."""
+        self._in_flight -= hits
+
+    def claim_again(self, hits: int) -> None:
+        """Hits of a batch being retried one by one are in flight again."""
+        self._in_flight += hits
 
     @property
     def running(self) -> bool:
@@ -131,7 +141,7 @@ class HitWriter:
         return self._by_site.get(site_id, 0)
 
     def submit(self, visit: NewVisit, waiter: Waiter | None) -> None:
-        item = _Pending(visit, waiter)
+        item = Pending(visit, waiter)
         with self._lock:
             self._by_site[visit.scope.site_id] += 1
         if not self.running:
@@ -142,19 +152,19 @@ class HitWriter:
         self._wake_writer()
 
     def _wake_writer(self) -> None:
-        if self._async_wake is None:
+        if self.wake_event is None:
             self._wake.set()
         elif threading.get_ident() == self._loop_thread:
-            self._async_wake.set()
+            self.wake_event.set()
         elif self._loop is not None:
-            self._loop.call_soon_threadsafe(self._async_wake.set)
+            self._loop.call_soon_threadsafe(self.wake_event.set)
 
     def count_drop(self, key: DropKey, hits: int = 1) -> None:
         """Dropped or shed hits ride along with the next batch (at most a second later)."""
         with self._lock:
             self._drops[key] += hits
         if not self.running:
-            self._write([], self._take_drops())
+            self._write([], self.take_drops())
 
     @property
     def database_down(self) -> bool:
@@ -199,8 +209,10 @@ class HitWriter:
         self._stopping = False
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._async_wake = asyncio.Event()
-        self._task = self._loop.create_task(self._run_on_loop(conninfo))
+        self.wake_event = asyncio.Event()
+        from app.ingest.loop_writer import LoopWriter  # it builds on this module
+
+        self._task = self._loop.create_task(LoopWriter(self, conninfo).run())
         thread = threading.Thread(
             target=self.outage.run_replay,
             args=(lambda: self._stopping,),
@@ -215,15 +227,15 @@ class HitWriter:
         if self._task is None:
             return
         self._stopping = True
-        assert self._async_wake is not None
-        self._async_wake.set()
+        assert self.wake_event is not None
+        self.wake_event.set()
         try:
             await asyncio.wait_for(self._task, STOP_DEADLINE_SECONDS)
         except TimeoutError:  # the database hangs: what is left goes to disk
             log.warning("database too slow at shutdown; spooling %d hits", len(self._queue))
         while self._queue or self._drops:
-            batch = self._take_batch()
-            self._spool(batch, self._take_drops())
+            batch = self.take_batch()
+            self.spool_batch(batch, self.take_drops())
             self._in_flight -= len(batch)
         self._task = None
         loop = asyncio.get_running_loop()
@@ -232,108 +244,6 @@ class HitWriter:
         self._threads = []
         self.outage.spool.close()
 
-    async def _run_on_loop(self, conninfo: str) -> None:
-        wake = self._async_wake
-        assert wake is not None
-        try:
-            while True:
-                if not self._queue and not self._drops:
-                    if self._stopping:
-                        return
-                    wake.clear()
-                    with suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), 1.0)
-                    continue
-                batch = self._take_batch()
-                try:
-                    await self._write_on_loop(conninfo, batch, self._take_drops())
-                except Exception:  # a bug must not stop the writer: the next batch goes on
-                    log.exception("hit writer failed on a batch of %d hits", len(batch))
-                    self._settle([(p, Ack.LOST) for p in batch if not _settled(p)])
-                    self.stats.lost_hits += len(batch)
-        finally:
-            if self._aconn is not None:
-                await self._aconn.close()
-                self._aconn = None
-
-    async def _write_on_loop(
-        self, conninfo: str, batch: list[_Pending], drops: Counter[DropKey]
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            if self.outage.down:
-                await loop.run_in_executor(self._spooler, self._spool, batch, drops)
-                return
-            visits = [p.visit for p in batch]
-            claim = _claim_id(drops)
-            try:
-                # Past the deadline the batch goes to disk: the answer must not wait on a
-                # database that hangs (a replayed visit cannot count twice).
-                inserted = await asyncio.wait_for(
-                    self._commit_on_loop(conninfo, visits, drops, claim), COMMIT_DEADLINE_SECONDS
-                )
-            except (psycopg.IntegrityError, psycopg.DataError):
-                if len(batch) + len(drops) > 1:  # see _write: one bad hit, not the batch
-                    for item in batch:
-                        self._in_flight += 1
-                        await self._write_on_loop(conninfo, [item], Counter())
-                    for key, hits in drops.items():
-                        await self._write_on_loop(conninfo, [], Counter({key: hits}))
-                else:
-                    log.exception("a hit could not be written and was dropped")
-                    self.stats.lost_hits += len(batch)
-                    self._settle([(p, Ack.LOST) for p in batch])
-                return
-            except (psycopg.Error, TimeoutError) as exc:
-                # Unreachable, read-only, missing grants, too slow: the database, not the hit.
-                log.warning(
-                    "database unavailable (%s); spooling a batch of %d hits",
-                    type(exc).__name__,
-                    len(batch),
-                )
-                self.outage.mark_down()
-                await loop.run_in_executor(self._spooler, self._spool, batch, drops, claim)
-                return
-            self._committed(batch, inserted)
-        finally:
-            self._in_flight -= len(batch)
-
-    async def _commit_on_loop(
-        self, conninfo: str, visits: list[NewVisit], drops: Counter[DropKey], claim: str | None
-    ) -> set[VisitKey]:
-        reused = self._aconn is not None and not self._aconn.closed
-        try:
-            return await self._commit_once(conninfo, visits, drops, claim)
-        except ASYNC_TRANSIENT:
-            if not reused:
-                raise
-            # The kept connection died while idle (a database restart): one more try on
-            # a fresh one before calling the database down.
-            return await self._commit_once(conninfo, visits, drops, claim)
-
-    async def _commit_once(
-        self, conninfo: str, visits: list[NewVisit], drops: Counter[DropKey], claim: str | None
-    ) -> set[VisitKey]:
-        if self._aconn is None or self._aconn.closed:
-            self._aconn = await AsyncConnection.connect(conninfo, autocommit=True)
-        conn = self._aconn
-        try:
-            if drops:
-                assert claim is not None
-                async with conn.transaction():
-                    await repository.claim_spool_record_async(conn, claim, self.clock.now())
-                    inserted = await repository.insert_visits_async(conn, visits)
-                    await repository.add_drops_async(conn, drops)
-            else:  # one statement, atomic on its own: a single round trip
-                inserted = await repository.insert_visits_async(conn, visits)
-        except BaseException:
-            self._aconn = None
-            with suppress(Exception):
-                await conn.close()
-            raise
-        self._counted(inserted, visits)
-        return inserted
-
     # --- the writer thread (SQLite) ----------------------------------------------------
 
     def _run(self) -> None:
@@ -341,37 +251,37 @@ class HitWriter:
             self._wake.wait(timeout=1.0)
             self._wake.clear()
             while self._queue or self._drops:
-                batch = self._take_batch()
+                batch = self.take_batch()
                 try:
-                    self._write(batch, self._take_drops())
+                    self._write(batch, self.take_drops())
                 except Exception:  # a bug must not stop the writer: the next batch goes on
                     log.exception("hit writer failed on a batch of %d hits", len(batch))
-                    self._settle([(p, Ack.LOST) for p in batch if not _settled(p)])
+                    self.settle([(p, Ack.LOST) for p in batch if not settled(p)])
                     self.stats.lost_hits += len(batch)
             if self._stopping and not self._queue and not self._drops:
                 return
 
-    def _take_batch(self) -> list[_Pending]:
-        batch: list[_Pending] = []
+    def take_batch(self) -> list[Pending]:
+        batch: list[Pending] = []
         queue = self._queue
         while queue and len(batch) < self.max_batch:
             batch.append(queue.popleft())
         self._in_flight += len(batch)
         return batch
 
-    def _take_drops(self) -> Counter[DropKey]:
+    def take_drops(self) -> Counter[DropKey]:
         with self._lock:
             drops, self._drops = self._drops, Counter()
         return drops
 
-    def _write(self, batch: list[_Pending], drops: Counter[DropKey]) -> None:
+    def _write(self, batch: list[Pending], drops: Counter[DropKey]) -> None:
         try:
             if not batch and not drops:
                 return
             if self.outage.down:
-                self._spool(batch, drops)
+                self.spool_batch(batch, drops)
                 return
-            claim = _claim_id(drops)
+            claim = claim_id(drops)
             try:
                 inserted = self._commit_retrying([p.visit for p in batch], drops, claim)
             except TRANSIENT:
@@ -379,13 +289,13 @@ class HitWriter:
                     "database unavailable; spooling a batch of %d hits", len(batch), exc_info=True
                 )
                 self.outage.mark_down()
-                self._spool(batch, drops, claim)
+                self.spool_batch(batch, drops, claim)
                 return
             except SQLAlchemyError as exc:
                 if not isinstance(exc, BAD_HIT):  # read-only, grants, ...: the database
                     log.warning("database refused a batch (%s); spooling it", type(exc).__name__)
                     self.outage.mark_down()
-                    self._spool(batch, drops)
+                    self.spool_batch(batch, drops)
                     return
                 # A site deleted meanwhile (foreign key) or a value out of range.
                 # Retry one by one so one bad hit cannot take its whole batch with it.
@@ -393,21 +303,21 @@ class HitWriter:
                     self._write_one_by_one(batch, drops)
                 else:
                     log.exception("a hit could not be written and was dropped")
-                    self._settle([(p, Ack.LOST) for p in batch])
+                    self.settle([(p, Ack.LOST) for p in batch])
                     self.stats.lost_hits += len(batch)
                 return
-            self._committed(batch, inserted)
+            self.committed(batch, inserted)
         finally:
             self._in_flight -= len(batch)
 
-    def _committed(self, batch: list[_Pending], inserted: set[VisitKey]) -> None:
+    def committed(self, batch: list[Pending], inserted: set[VisitKey]) -> None:
         self.outage.mark_up()
         self.stats.batches += 1
         self.stats.committed_hits += len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
-        self._settle([(p, Ack.COUNTED if p.visit.key in inserted else Ack.REPEAT) for p in batch])
+        self.settle([(p, Ack.COUNTED if p.visit.key in inserted else Ack.REPEAT) for p in batch])
 
-    def _write_one_by_one(self, batch: list[_Pending], drops: Counter[DropKey]) -> None:
+    def _write_one_by_one(self, batch: list[Pending], drops: Counter[DropKey]) -> None:
         for item in batch:
             self._in_flight += 1
             self._write([item], Counter())
@@ -432,10 +342,10 @@ class HitWriter:
                 repository.claim_spool_record(session, claim, self.clock.now())
             inserted = repository.insert_visits(session, visits)
             repository.add_drops(session, drops)
-        self._counted(inserted, visits)
+        self.counted(inserted, visits)
         return inserted
 
-    def _counted(self, inserted: set[VisitKey], visits: list[NewVisit]) -> None:
+    def counted(self, inserted: set[VisitKey], visits: list[NewVisit]) -> None:
         known = self.known
         if len(known) > KNOWN_VISITS_MAX:
             known.clear()
@@ -445,23 +355,23 @@ class HitWriter:
         for site_id, n in per_site.items():
             self._on_counted(site_id, n)
 
-    def _spool(
-        self, batch: list[_Pending], drops: Counter[DropKey], record_id: str | None = None
+    def spool_batch(
+        self, batch: list[Pending], drops: Counter[DropKey], record_id: str | None = None
     ) -> None:
         try:
             self.outage.spool_batch((p.visit for p in batch), drops, record_id)
         except OSError:
             log.exception("spool write failed: %d hits lost", len(batch))
             self.stats.lost_hits += len(batch)
-            self._settle([(p, Ack.LOST) for p in batch])
+            self.settle([(p, Ack.LOST) for p in batch])
             return
         self.stats.spooled_hits += len(batch)
-        self._settle([(p, Ack.SPOOLED) for p in batch])
+        self.settle([(p, Ack.SPOOLED) for p in batch])
 
     def _replay(self) -> None:
         self.outage.run_replay(lambda: self._stopping)
 
-    def _settle(self, outcomes: list[tuple[_Pending, Ack]]) -> None:
+    def settle(self, outcomes: list[tuple[Pending, Ack]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Ack], Ack]]]
         by_loop = defaultdict(list)
         with self._lock:
@@ -491,12 +401,12 @@ class HitWriter:
     # --- outage: spool and replay ------------------------------------------------------
 
 
-def _claim_id(drops: Counter[DropKey]) -> str | None:
+def claim_id(drops: Counter[DropKey]) -> str | None:
     """Drop counts are not idempotent: their batch claims an id, reused if it is spooled."""
     return uuid.uuid4().hex if drops else None
 
 
-def _settled(item: _Pending) -> bool:
+def settled(item: Pending) -> bool:
     return item.waiter is not None and item.waiter.done()
 
 

@@ -122,7 +122,7 @@ def test_a_hit_for_a_deleted_site_does_not_take_its_batch_down(ctx, tmp_path):
     writer = _writer(ctx, tmp_path)
     # Queue both before the writer sees them, so they share one batch.
     acks = [_submit_queued(writer, v) for v in (_visit(kept, 1), _visit(gone, 2), _visit(kept, 3))]
-    writer._write(writer._take_batch(), writer._take_drops())
+    writer._write(writer.take_batch(), writer.take_drops())
     assert [a.result() for a in acks] == [Ack.COUNTED, Ack.LOST, Ack.COUNTED]
     assert _count(ctx, Visit, kept) == 2
 
@@ -135,9 +135,9 @@ def _submit_queued(writer: HitWriter, visit: NewVisit) -> concurrent.futures.Fut
 
 
 def writer_item(visit, waiter):
-    from app.ingest.writer import _Pending
+    from app.ingest.writer import Pending
 
-    return _Pending(visit, waiter)
+    return Pending(visit, waiter)
 
 
 def test_spooled_hits_of_a_site_deleted_meanwhile_are_discarded(ctx, tmp_path, monkeypatch):
