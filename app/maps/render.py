@@ -6,16 +6,21 @@ returns, one row per distinct (lat, lon, accuracy) with its visit count
 
 1. takes the cached base map for its look and size (``app.maps.basemap``: matplotlib +
    cartopy drew it once per process, together with its Robinson → pixel affine);
-2. projects all locations at once (``BaseMap.project``: a per-latitude Robinson table
-   with the affine folded in, a handful of numpy operations);
-3. splits off approximate locations (country centroids, accuracy ≥ 500 km) and
-   clusters the rest in pixel space (``app.maps.clustering``);
-4. draws anti-aliased dots on a copy of the base pixels: the coverage of every disc and
+2. splits off approximate locations (country centroids, accuracy ≥ 500 km), projects
+   the rest and sums them into cells of the clustering grid in one pass
+   (``BaseMap.bin``: a per-latitude Robinson table with the affine and the cell size
+   folded in), then clusters the cells in pixel space (``app.maps.clustering``);
+3. draws anti-aliased dots on a copy of the base pixels: the coverage of every disc and
    outline is computed analytically per pixel in numpy, for all dots of a size class
    in one broadcast (no supersampling, no per-dot drawing call), and composited
    ("over") only where there is ink — big dots first, smaller ones on top;
-5. adds the count band or the legend (shapes the same way, text with Pillow's bundled
-   font) and encodes the PNG (see :func:`_encode`).
+4. adds the count band or the legend (shapes the same way, text with Pillow's bundled
+   font; the large map's legend band is drawn once per look and process);
+5. writes an 8-bit palette PNG itself: a fixed palette per style or scale (made once
+   from a training render), the base map's indices and compressed scanlines made
+   once, and per image only the pixels the dots touched re-indexed and, on the large
+   map, only the 32-row strips holding them re-compressed (:class:`_WorldKit`,
+   :class:`_ThumbnailKit`).
 
 Dot sizes are discrete classes on a log scale — 1–9, 10–99, 100–999, 1,000–9,999,
 10,000–99,999, 100,000+ visits — so the legend shows exactly the radii drawn (the
@@ -62,7 +67,7 @@ WORLD_DOT_COLOUR = "#e11d48"
 DEFAULT_DOT_COLOUR = "#e11d48"  # of thumbnails
 LEGEND_FONT = 13  # pixels at scale 1
 APPROX_SAMPLE = (15.0, 9.0)  # half-axes of the legend's approximate-location ellipse
-PNG_COMPRESS_LEVEL = 1  # see _encode
+PNG_COMPRESS_LEVEL = 1  # per image (see _deflate); pieces made once: level 9
 
 _HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 
@@ -899,7 +904,7 @@ def render_world_map(
     """
     base = world_base(scale)
     kit = _world_kit(scale)
-    scratch = kit.take_scratch()  # the base map's pixels and scanlines, this thread's
+    scratch = kit.take_scratch()  # the base map's pixels and scanlines, to draw on
     canvas, raw = scratch.canvas, scratch.raw
     touched: list[np.ndarray] = []
     clusters, has_approx = _draw_clusters(
@@ -983,6 +988,7 @@ def world_palette(scale: int) -> Image.Image:
 
 PNG_STRIP_ROWS = 32  # rows per independently compressed piece of a large map
 LEGEND_BANDS_KEPT = 16  # legend bands (size classes × approximate × text) kept per scale
+SCRATCH_KEPT = 2  # free scratch copies kept per scale (one per job a worker runs at once)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KiB window, "fastest" (check bits: 0x7801 % 31 == 0)
 _FINAL_EMPTY_BLOCK = b"\x03\x00"  # zlib.compressobj(1, zlib.DEFLATED, -15).flush()
@@ -1127,9 +1133,9 @@ def _words(pixels: np.ndarray) -> np.ndarray:
 
 
 class _Scratch:
-    """A thread's working copy of a large map: RGBA pixels and PNG scanlines, put back
-    to the base map after each render (only where it drew), so that a render copies
-    neither the 2.9 MB of pixels nor the scanlines."""
+    """A working copy of a large map: RGBA pixels and PNG scanlines, put back to the
+    base map after each render (only where it drew), so that a render copies neither
+    the 2.9 MB of pixels nor the scanlines."""
 
     def __init__(self, kit: _WorldKit) -> None:
         self.kit = kit
@@ -1170,14 +1176,18 @@ class _WorldKit:
         self._base_pieces: dict[int, _Piece] = {}
         self._bands: OrderedDict[tuple[int, bool, str | None], _Band] = OrderedDict()
         self._lock = threading.Lock()
-        self._scratch = threading.local()
+        self._free: list[_Scratch] = []
         self.scale = scale
 
     def take_scratch(self) -> _Scratch:
-        """This thread's scratch (made on first use); :meth:`give_back` returns it. A
-        render that fails in between leaves none: the next one makes a fresh copy."""
-        found: _Scratch | None = self._scratch.__dict__.pop("free", None)
-        return found if found is not None else _Scratch(self)
+        """A free scratch, or a new one; :meth:`give_back` returns it. A render that
+        fails in between returns none (the next one may make a fresh copy). At most
+        :data:`SCRATCH_KEPT` are kept: memory stays bounded however many threads
+        render (a 2x scratch is 14 MB)."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return _Scratch(self)
 
     def give_back(self, scratch: _Scratch, idx: np.ndarray, at: np.ndarray) -> None:
         """Put the base map back where a render drew (``idx`` pixels, ``at`` bytes)."""
@@ -1188,7 +1198,9 @@ class _WorldKit:
         else:
             _words(scratch.canvas)[idx] = _words(world_base(self.scale).pixels)[idx]
             scratch.raw.reshape(-1)[at] = self.base_raw.reshape(-1)[at]
-        self._scratch.free = scratch
+        with self._lock:
+            if len(self._free) < SCRATCH_KEPT:
+                self._free.append(scratch)
 
     def lookup(self, words: np.ndarray) -> np.ndarray:
         """Palette indices (uint8) of RGBA pixels given as :func:`_words` (alpha ignored)."""
@@ -1249,7 +1261,8 @@ def _world_kit(scale: int) -> _WorldKit:
 
 
 def warm_up() -> None:
-    """Render and cache every base map with its tables (call at worker start)."""
+    """Render and cache every base map with its tables, palettes and compressed
+    strips (call at worker start)."""
     bases = [
         thumbnail_base(ThumbnailStyle(size, "#e11d48", background, show_count))
         for size in THUMBNAIL_SIZES
@@ -1261,7 +1274,7 @@ def warm_up() -> None:
         base.project(np.zeros(1), np.zeros(1))
         _ = base.pixels
     for scale in WORLD_SCALES:
-        kit = _world_kit(scale)
-        kit.band(3, False, None)
+        _world_kit(scale).band(3, False, None)
+    render_world_map(LocationCounts.empty())  # compresses the 1x base strips (~0.2 s)
     _thumbnail_kit(ThumbnailStyle())
     count_layout(ThumbnailStyle(), 0)

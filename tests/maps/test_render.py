@@ -479,3 +479,19 @@ def test_a_rare_style_gets_a_palette_of_its_own_then_a_kit() -> None:
     assert np.abs(premultiplied[0] - premultiplied[1]).mean() < 2.0
     assert np.abs(one[:, :, 3] - two[:, :, 3]).mean() < 2.0
     assert (one[:, :, 3] == 0).mean() > 0.3 and (two[:, :, 3] == 0).mean() > 0.3
+
+
+def test_maps_drawn_by_many_threads_at_once_are_the_same() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [(loc, scale, updated) for loc, scale, updated in _world_cases() if scale == 1]
+    alone = [render_world_map(loc, scale=s, updated=u) for loc, s, u in cases]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(
+            pool.map(lambda c: render_world_map(c[0], scale=c[1], updated=c[2]), cases * 4)
+        )
+    assert together == alone * 4
+    style = ThumbnailStyle()
+    one = render_thumbnail(_cities(), 99, style)
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(lambda _: render_thumbnail(_cities(), 99, style), range(8))) == {one}
