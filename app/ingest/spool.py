@@ -128,16 +128,9 @@ class Spool:
     def has_pending(self) -> bool:
         return any(p.stat().st_size > 0 for p in self.pending_segments())
 
-    def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.pending_segments())
-
-    @classmethod
-    def read_segment(cls, path: Path) -> tuple[list[SpoolRecord], int]:
-        """The readable records of a segment and the number of corrupt bytes after them."""
-        return cls.parse(path.read_bytes())
-
     @staticmethod
     def parse(data: bytes) -> tuple[list[SpoolRecord], int]:
+        """The readable records of a segment and the number of corrupt bytes after them."""
         records: list[SpoolRecord] = []
         offset = 0
         while offset + HEADER.size <= len(data):
