@@ -26,6 +26,19 @@ class Location:
     longitude: float | None
     accuracy_km: int | None
 
+    def as_row(
+        self,
+    ) -> tuple[str | None, str | None, str | None, float | None, float | None, int | None]:
+        """The stored columns, in table order (``Location(*row)`` reads them back)."""
+        return (
+            self.country_code,
+            self.region,
+            self.city,
+            self.latitude,
+            self.longitude,
+            self.accuracy_km,
+        )
+
     @property
     def is_known(self) -> bool:
         return self.country_code is not None or self.latitude is not None

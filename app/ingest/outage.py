@@ -165,22 +165,10 @@ class Outage:
 
 
 def encode(visits: Iterable[NewVisit], drops: Counter[DropKey]) -> dict[str, Any]:
-    rows = []
-    for v in visits:
-        loc = v.location
-        rows.append(
-            [
-                v.scope.site_id,
-                v.day.isoformat(),
-                v.visitor_hash.hex(),
-                loc.country_code,
-                loc.region,
-                loc.city,
-                loc.latitude,
-                loc.longitude,
-                loc.accuracy_km,
-            ]
-        )
+    rows = [
+        [v.scope.site_id, v.day.isoformat(), v.visitor_hash.hex(), *v.location.as_row()]
+        for v in visits
+    ]
     return {
         "v": rows,
         "d": [[k.scope.site_id, k.day.isoformat(), k.reason, n] for k, n in drops.items()],

@@ -181,23 +181,8 @@ def _visit_columns(unique: list[NewVisit]) -> tuple[Any, ...]:
     """The batch as the PostgreSQL statement's parameters: one list per column."""
     columns: list[list[Any]] = [[] for _ in range(10)]
     for v in unique:
-        loc = v.location
-        for column, value in zip(
-            columns,
-            (
-                v.scope.site_id,
-                v.day,
-                v.visitor_hash,
-                loc.country_code,
-                loc.region,
-                loc.city,
-                loc.latitude,
-                loc.longitude,
-                loc.accuracy_km,
-                _place(loc),
-            ),
-            strict=True,
-        ):
+        row = (v.scope.site_id, v.day, v.visitor_hash, *v.location.as_row(), _place(v.location))
+        for column, value in zip(columns, row, strict=True):
             column.append(value)
     return (*columns, ALL_TIME_PERIOD)
 

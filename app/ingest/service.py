@@ -6,14 +6,12 @@ cannot take, and what is neither recorded nor spooled is logged without visitor
 data and counted in ``lost_hits``.
 
 ``handle_async`` is the hot path (the ASGI counter endpoint): it never waits on
-the database on the event loop; ``handle`` is the same logic for synchronous
-callers.
+the database on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -154,43 +152,6 @@ class IngestService:
         self.salts.salt_for(today)
         self.salts.prefetch(today + dt.timedelta(days=1))
         return [scope for scope, _ in entries.values()]
-
-    # --- synchronous callers ---------------------------------------------------------
-
-    def handle(self, request: HitRequest) -> HitResult:
-        if not is_wellformed_key(request.key):
-            return HitResult(Outcome.UNKNOWN_SITE, NEUTRAL)
-        try:
-            found = self.sites.get(request.key)
-        except SQLAlchemyError:
-            return self._lost_hit("site lookup failed", NEUTRAL)
-        if found is None:
-            return HitResult(Outcome.UNKNOWN_SITE, NEUTRAL)
-        hit = self._hit(request, found)
-        try:
-            self.salts.salt_for(hit.day)
-        except SQLAlchemyError:
-            return self._lost_hit("no visitor salt", self._image(hit.scope))
-        reason = pipeline.run(self.steps, hit)
-        if reason is not None:
-            self._drop(hit, reason)
-            return HitResult(Outcome.DROPPED, self._image(hit.scope), reason)
-        visit = self._visit(hit)
-        if visit.key in self.writer.known:
-            return HitResult(Outcome.REPEAT, self._image(hit.scope))
-        waiter: concurrent.futures.Future[Ack] = concurrent.futures.Future()
-        self.writer.submit(visit, waiter)
-        try:
-            ack = waiter.result(timeout=ACK_TIMEOUT_SECONDS)
-        except concurrent.futures.TimeoutError:
-            return HitResult(Outcome.QUEUED, self._image(hit.scope))
-        return HitResult(ACK_OUTCOMES[ack], self._image(hit.scope))
-
-    def _image(self, scope: SiteScope) -> CounterImage:
-        try:
-            return self.images.get(scope)
-        except SQLAlchemyError:
-            return NEUTRAL
 
     # --- the hot path ----------------------------------------------------------------
 
