@@ -39,8 +39,7 @@ class HeatmapJobResult:
 
 def _site_scope(ctx: AppContext, site_id: int) -> SiteScope | None:
     with ctx.db.session() as session:
-        key = repository.site_key(session, site_id)
-        return None if key is None else authz.site_for_admin(session, key)
+        return authz.site_for_job(session, site_id)
 
 
 def _discarded(site_id: int) -> HeatmapJobResult:
@@ -49,17 +48,30 @@ def _discarded(site_id: int) -> HeatmapJobResult:
 
 
 def render_site_heatmaps(
-    ctx: AppContext, site_id: int, *, day: dt.date | None = None
+    ctx: AppContext,
+    site_id: int,
+    *,
+    day: dt.date | None = None,
+    scope: SiteScope | None = None,
 ) -> HeatmapJobResult:
-    """Render the site's default-range heatmaps (30 days ending ``day``, default today, UTC)."""
-    scope = _site_scope(ctx, site_id)
+    """Render the site's default-range heatmaps (30 days ending ``day``, default today, UTC).
+
+    ``scope``: the site as the caller's job just found it (the nightly job's map part),
+    sparing a lookup; a site deleted since is still noticed when storing fails.
+    """
+    scope = scope or _site_scope(ctx, site_id)
     if scope is None:
         return _discarded(site_id)
     last = day or ctx.clock.now().astimezone(dt.UTC).date()
     days = DateRange(last - dt.timedelta(days=DEFAULT_PRESET.days - 1), last, DEFAULT_PRESET)
     rendered = unchanged = 0
     try:
+        # Most sites have no clicks: pruning and listing share one short transaction,
+        # so such a site costs two statements.
         with ctx.db.session() as session:
+            pruned = repository.delete_renders_before(
+                session, scope, ctx.clock.now() - KEEP_RENDERS
+            )
             pages = service.list_pages(session, scope, days)
         for page in pages:
             for bucket in ctx.settings.width_buckets:
@@ -74,10 +86,6 @@ def render_site_heatmaps(
                     rendered += 1
                 else:
                     unchanged += 1
-        with ctx.db.session() as session:
-            pruned = repository.delete_renders_before(
-                session, scope, ctx.clock.now() - KEEP_RENDERS
-            )
     except IntegrityError:
         # The site was deleted while rendering (its renders' foreign key failed).
         if _site_scope(ctx, site_id) is None:

@@ -25,12 +25,13 @@ from app.maps import repository as repo
 from app.maps import service
 from app.maps.service import SPANS, Span
 from app.sites import authz
+from app.sites.scope import SiteScope
 
 log = logging.getLogger("hitmap.maps.jobs")
 
 # Rendering of one site is serialised: a style change's job that starts while the
 # nightly job draws the old style waits and then draws the new one. Across
-# processes, PostgreSQL's row lock on the site does it (repo.site_key(lock=True)).
+# processes, PostgreSQL's row lock on the site does it (authz.site_for_job(lock=True)).
 _SITE_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 # A night missed by more than this (the service was down) is not caught up late.
@@ -43,6 +44,7 @@ class JobResult:
     status: str  # "rendered", "unchanged" or "discarded"
     rendered: int = 0
     skipped: int = 0
+    scope: SiteScope | None = None  # the site as the job found it (None: discarded)
 
 
 def render_site_job(
@@ -58,17 +60,16 @@ def render_site_job(
     try:
         with _SITE_LOCKS[site_id % len(_SITE_LOCKS)], ctx.db.session() as session:
             repo.relax_durability(session)
-            key = repo.site_key(session, site_id, lock=True)
-            if key is None:
+            scope = authz.site_for_job(session, site_id, lock=True)
+            if scope is None:
                 return _discarded(site_id)
-            scope = authz.site_for_admin(session, key)
             report = service.render_site(
                 session, ctx.clock, scope, spans=wanted, thumbnail=thumbnail, force=force
             )
     except IntegrityError:
         # SQLite has no row lock: the site may have been deleted while drawing.
         with ctx.db.session() as session:
-            if repo.site_key(session, site_id) is None:
+            if authz.site_for_job(session, site_id) is None:
                 return _discarded(site_id)
         raise
     if service.THUMBNAIL_KEY in report.rendered:
@@ -80,7 +81,7 @@ def render_site_job(
         len(report.rendered),
         len(report.skipped),
     )
-    return JobResult(site_id, status, len(report.rendered), len(report.skipped))
+    return JobResult(site_id, status, len(report.rendered), len(report.skipped), scope)
 
 
 def nightly_site_job(ctx: AppContext, site_id: int) -> JobResult:
@@ -88,8 +89,8 @@ def nightly_site_job(ctx: AppContext, site_id: int) -> JobResult:
     from app.heatmaps.tasks import render_site_heatmaps
 
     result = render_site_job(ctx, site_id)
-    if result.status != "discarded":
-        render_site_heatmaps(ctx, site_id)
+    if result.scope is not None:
+        render_site_heatmaps(ctx, site_id, scope=result.scope)
     return result
 
 

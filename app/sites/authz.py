@@ -55,6 +55,13 @@ def site_for_admin(session: Session, key: str) -> SiteScope:
     return _scope(_find(session, key), Access.OWNER)
 
 
+def site_for_job(session: Session, site_id: int, *, lock: bool = False) -> SiteScope | None:
+    """The site a background job carries the id of; None when it is gone (the job then
+    discards itself). Jobs run with the operator's access, like ``site_for_admin``."""
+    site = repository.find_by_id(session, site_id, lock=lock)
+    return None if site is None else _scope(site, Access.OWNER)
+
+
 def adopt_new_site(site: Site) -> SiteScope:
     """Scope for a site its creator has just registered."""
     return _scope(site, Access.OWNER)

@@ -17,6 +17,16 @@ def find_by_key(session: Session, public_key: str) -> Site | None:
     return session.scalars(select(Site).where(Site.public_key == public_key)).one_or_none()
 
 
+def find_by_id(session: Session, site_id: int, *, lock: bool = False) -> Site | None:
+    """A site by id (jobs carry ids). ``lock``: on PostgreSQL, hold the site's row until
+    commit (FOR NO KEY UPDATE): one render of a site at a time across all processes,
+    and the site cannot be deleted under it, while counting visits (KEY SHARE) goes on."""
+    stmt = select(Site).where(Site.id == site_id)
+    if lock:
+        stmt = stmt.with_for_update(key_share=True)
+    return session.scalars(stmt).one_or_none()
+
+
 def sites_by_id(session: Session, site_ids: set[int]) -> Sequence[Site]:
     if not site_ids:
         return []
