@@ -115,6 +115,9 @@ class Site(Base):
     domain: Mapped[str] = mapped_column(String(253))
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # Days of raw visits and clicks the nightly retention keeps (app/retention):
+    # NULL follows HITMAP_RETENTION_DAYS, 0 keeps them forever.
+    retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True, default=None)
 
 
 class SiteHostname(Base):
@@ -417,3 +420,23 @@ __all__ += [
     "HeatmapPage",
     "HeatmapRender",
 ]
+
+
+# --- Retention (issue 6): the nightly deletion of old raw visits and clicks -------------
+
+
+class RetentionRun(Base):
+    """One row per night whose retention run was started: the once-per-night claim.
+
+    ``sites`` is how many sites had a retention to apply that night.
+    """
+
+    __tablename__ = "retention_runs"
+
+    night: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    sites: Mapped[int] = mapped_column(Integer, default=0)
+
+
+__all__ += ["RetentionRun"]

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
 MIN_SECRET_ENTROPY_BITS = 128.0
+MAX_RETENTION_DAYS = 3650  # ten years; 0 already means "forever"
 
 
 class SettingsError(RuntimeError):
@@ -133,6 +134,14 @@ class Settings(BaseSettings):
         default=dt.time(3, 0),
         description="UTC time of day (HH:MM) when the nightly map rendering starts.",
     )
+    retention_days: int = Field(
+        default=0,
+        description="Days of raw visits and click positions kept for a site that has not "
+        "chosen its own retention on its page: every night (HITMAP_NIGHTLY_AT) rows of UTC "
+        "days more than this many days before the night's date are deleted. Totals, "
+        "per-day and per-country counts and the maps are kept. 0 (default) keeps them "
+        f"forever; at most {MAX_RETENTION_DAYS}.",
+    )
     heatmap_buckets: str = Field(
         default="mobile:0:390,tablet:768:1024,desktop:1280:1280",
         description="Click heatmap width buckets, name:min_width:reference_width, narrowest "
@@ -205,6 +214,17 @@ class Settings(BaseSettings):
                 )
             return dt.time(int(match.group(1)), int(match.group(2)))
         return value
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _check_retention_days(cls, value: object) -> object:
+        text = str(value).strip()
+        if not re.fullmatch(r"[0-9]{1,9}", text) or int(text) > MAX_RETENTION_DAYS:
+            raise ValueError(
+                f"HITMAP_RETENTION_DAYS {value!r} is not a number of days from 0 to "
+                f"{MAX_RETENTION_DAYS}; use e.g. 365, or 0 to keep visits and clicks forever"
+            )
+        return int(text)
 
     @field_validator("base_url")
     @classmethod
