@@ -27,6 +27,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     )
 
 
+SNAPSHOT_OPTION = "hitmap_snapshot"
+
+
 def _configure_sqlite(engine: Engine) -> None:
     # pysqlite's own transaction handling breaks SAVEPOINT; take control of BEGIN,
     # as the SQLAlchemy SQLite dialect documentation recommends.
@@ -45,7 +48,12 @@ def _configure_sqlite(engine: Engine) -> None:
         # IMMEDIATE takes the write lock up front. A deferred transaction that reads
         # and then writes fails at once with "database is locked" (no busy wait) when
         # another connection committed in between; waiting for the lock is what we want.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(SNAPSHOT_OPTION):
+            # Database.snapshot(): reads only, so a deferred transaction; in WAL mode it
+            # sees one consistent snapshot and never takes the database's one write lock.
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -111,6 +119,23 @@ class Database:
                 conn.close()
             raise
         finally:
+            session.close()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A unit of work that only reads; it is rolled back, never committed.
+
+        On SQLite it takes no write lock (the default session begins IMMEDIATE), so
+        slow work between its reads, such as drawing a map, does not hold up the
+        counter's writer. On PostgreSQL it is an ordinary transaction.
+        """
+        session = self._sessions()
+        try:
+            if self.dialect == "sqlite":
+                session.connection(execution_options={SNAPSHOT_OPTION: True})
+            yield session
+        finally:
+            session.rollback()
             session.close()
 
     @contextmanager

@@ -221,6 +221,15 @@ class RenderReport:
         self.skipped += other.skipped
 
 
+@dataclass
+class DrawnSite:
+    """What :func:`draw_site` drew, to be stored by :func:`store_drawn`."""
+
+    report: RenderReport
+    images: list[repo.NewImage]
+    at: dt.datetime
+
+
 def render_site(
     session: Session,
     clock: Clock,
@@ -231,7 +240,30 @@ def render_site(
     variants: Sequence[str] = NIGHTLY_VARIANTS,
     force: bool = False,
 ) -> RenderReport:
-    """Render the site's thumbnail and range maps whose input changed; store them.
+    """Render the site's thumbnail and range maps whose input changed; store them."""
+    drawn = draw_site(
+        session, clock, scope, spans=spans, thumbnail=thumbnail, variants=variants, force=force
+    )
+    store_drawn(session, scope, drawn)
+    return drawn.report
+
+
+def store_drawn(session: Session, scope: SiteScope, drawn: DrawnSite) -> None:
+    repo.store_images(session, scope, drawn.images, drawn.at)
+    repo.mark_checked(session, scope, drawn.report.skipped, drawn.at)
+
+
+def draw_site(
+    session: Session,
+    clock: Clock,
+    scope: SiteScope,
+    *,
+    spans: Iterable[Span] = SPANS,
+    thumbnail: bool = True,
+    variants: Sequence[str] = NIGHTLY_VARIANTS,
+    force: bool = False,
+) -> DrawnSite:
+    """Draw the site's thumbnail and range maps whose input changed (reads only).
 
     Ranges with the same input (a young site's 365 days and all time, say) are read
     and drawn once; images without dots come from a per-process cache.
@@ -313,10 +345,7 @@ def render_site(
                 else:
                     drawn[same_input] = render_world_map(places, scale=scale)
             store(key, drawn[same_input], fp, span_stats.visits)
-
-    repo.store_images(session, scope, new, now)
-    repo.mark_checked(session, scope, report.skipped, now)
-    return report
+    return DrawnSite(report, new, now)
 
 
 def image_bytes(image: RenderedImage) -> bytes:

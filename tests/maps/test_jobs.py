@@ -146,14 +146,14 @@ def test_a_failing_site_does_not_stop_the_night(ctx, clock, three_sites, monkeyp
     account, a, b, c = three_sites
     from app.maps import service, tasks
 
-    real = service.render_site
+    real = service.draw_site
 
-    def broken_for_b(session, clock_, scope, **kwargs):
-        if scope.site_id == b.site_id:
+    def broken_for_b(session, **kwargs):
+        if kwargs["scope"].site_id == b.site_id:
             raise RuntimeError("renderer bug")
-        return real(session, clock_, scope, **kwargs)
+        return real(session, **kwargs)
 
-    monkeypatch.setattr(service, "render_site", broken_for_b)
+    monkeypatch.setattr(service, "draw_site", broken_for_b)
     clock.set(at(23, 3, 1))
     report = tasks.run_night_in_process(ctx, dt.date(2026, 11, 23))
     assert report is not None and (report.rendered, report.failed) == (2, 1)
@@ -196,3 +196,49 @@ def test_hitmap_worker_needs_postgresql(ctx):
         pytest.skip("the PostgreSQL worker runs in tests/workers/test_nightly_procrastinate.py")
     refused = CliRunner().invoke(cli.main, ["worker"], obj=ctx)
     assert refused.exit_code == 1 and "hitmap worker needs PostgreSQL" in refused.output
+
+
+def test_on_sqlite_a_render_draws_without_holding_the_write_lock(settings, clock, tmp_path):
+    """The counter's writer must not wait for a map being drawn: SQLite has one write
+    lock for the whole database, and a render job used to hold it while drawing."""
+    import sqlite3
+
+    from app.context import build_context
+    from app.db import Database, make_engine
+    from app.maps import service
+    from app.migrate import upgrade
+
+    path = tmp_path / "own.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    own = build_context(settings, db=Database(engine), clock=clock)
+    site = make_site(own, make_account(own))
+    add_visits(own, site, clock.now().date(), LONDON)
+
+    attempts: list[str] = []
+    real = service.draw_site
+
+    def draw_while_another_connection_writes(session, **kwargs):
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # fails at once if the lock is held
+            other.execute("ROLLBACK")
+            attempts.append("took the write lock")
+        except sqlite3.OperationalError as exc:
+            attempts.append(str(exc))
+        finally:
+            other.close()
+        return real(session, **kwargs)
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(service, "draw_site", draw_while_another_connection_writes)
+            result = render_site_job(own, site.site_id)
+        assert attempts == ["took the write lock"]
+        assert result.status == "rendered" and result.rendered == 6
+        with own.db.session() as session:
+            scope = authz.site_for_job(session, site.site_id)
+            assert scope is not None
+            assert len(repo.image_metas(session, scope)) == 6
+    finally:
+        engine.dispose()
