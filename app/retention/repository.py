@@ -1,0 +1,84 @@
+"""All SQL of the retention: the sites' choices, batched deletes, the nightly claim."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import or_, select, text, update
+from sqlalchemy.orm import Session
+
+from app.db import insert_for
+from app.models import HeatmapClick, RetentionRun, Site, Visit
+from app.sites.scope import SiteScope
+
+
+def site_key(session: Session, site_id: int) -> str | None:
+    """The public key of a site by id (jobs carry ids); None when the site is gone."""
+    return session.scalar(select(Site.public_key).where(Site.id == site_id))
+
+
+def retention_of(session: Session, scope: SiteScope) -> int | None:
+    return session.scalar(select(Site.retention_days).where(Site.id == scope.site_id))
+
+
+def set_retention(session: Session, scope: SiteScope, days: int | None) -> None:
+    session.execute(update(Site).where(Site.id == scope.site_id).values(retention_days=days))
+
+
+def sites_with_retention(session: Session, default_days: int) -> list[int]:
+    """Ids of the sites whose raw rows expire: their own days > 0, or the default's."""
+    own = Site.retention_days > 0
+    condition = or_(own, Site.retention_days.is_(None)) if default_days > 0 else own
+    return list(session.scalars(select(Site.id).where(condition).order_by(Site.id)))
+
+
+# One bounded statement per batch, by physical row id: a TID scan on PostgreSQL (an
+# IN (subquery) there may be planned as a hash join over the whole table) and rowid
+# lookups on SQLite. Visits and clicks are never updated, so the ids stay put.
+_BATCH_SQL = {
+    "postgresql": "DELETE FROM {table} WHERE ctid = ANY(ARRAY("
+    "SELECT ctid FROM {table} WHERE site_id = :site AND day < :before LIMIT :limit))",
+    "sqlite": "DELETE FROM {table} WHERE rowid IN ("
+    "SELECT rowid FROM {table} WHERE site_id = :site AND day < :before LIMIT :limit)",
+}
+
+
+def _delete_batch(
+    session: Session, table: str, scope: SiteScope, before: dt.date, limit: int
+) -> int:
+    sql = _BATCH_SQL[session.get_bind().dialect.name].format(table=table)
+    result = session.execute(text(sql), {"site": scope.site_id, "before": before, "limit": limit})
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def delete_old_visits(session: Session, scope: SiteScope, before: dt.date, limit: int) -> int:
+    """Delete at most ``limit`` of the site's visits of days before ``before``
+    (found through the primary key, which starts with site and day)."""
+    return _delete_batch(session, Visit.__tablename__, scope, before, limit)
+
+
+def delete_old_clicks(session: Session, scope: SiteScope, before: dt.date, limit: int) -> int:
+    """Delete at most ``limit`` of the site's clicks of days before ``before``
+    (found through the index on site and day)."""
+    return _delete_batch(session, HeatmapClick.__tablename__, scope, before, limit)
+
+
+def claim_night(session: Session, night: dt.date, now: dt.datetime) -> bool:
+    """True for the one caller that starts this night's retention run."""
+    stmt = (
+        insert_for(session, RetentionRun)
+        .values(night=night, started_at=now, sites=0)
+        .on_conflict_do_nothing()
+        .returning(RetentionRun.night)
+    )
+    return session.execute(stmt).first() is not None
+
+
+def finish_night(session: Session, night: dt.date, sites: int, now: dt.datetime) -> None:
+    session.execute(
+        update(RetentionRun).where(RetentionRun.night == night).values(finished_at=now, sites=sites)
+    )
+
+
+def night_run(session: Session, night: dt.date) -> RetentionRun | None:
+    return session.get(RetentionRun, night)
