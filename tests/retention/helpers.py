@@ -53,7 +53,7 @@ def raw_days(ctx: AppContext, scope: SiteScope) -> tuple[dict[dt.date, int], dic
 def aggregates(ctx: AppContext, scope: SiteScope) -> dict[str, object]:
     """Every count derived from the raw rows, and the counter's total."""
     with ctx.db.session() as session:
-        tables = {}
+        tables: dict[str, object] = {}
         for model in (DailyCountryCount, LocationCount, DroppedHits):
             rows = session.scalars(select(model).where(model.site_id == scope.site_id)).all()
             tables[model.__tablename__] = sorted(

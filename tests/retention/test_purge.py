@@ -7,8 +7,7 @@ import logging
 import pytest
 
 from app.retention import repository as repo
-from app.retention import service
-from app.retention import tasks
+from app.retention import service, tasks
 from app.sites import authz
 from app.sites import service as sites
 from tests.factories import make_account, make_site
