@@ -18,6 +18,7 @@ from starlette.background import BackgroundTask
 from app.context import AppContext
 from app.deps import Csrf, CurrentAccount, DbSession, get_ctx
 from app.errors import DomainError, InvalidInput
+from app.retention import service as retention
 from app.sites import authz
 from app.sites import service as sites
 from app.sites.schemas import PageError, SiteForms, SiteSummary
@@ -166,6 +167,28 @@ def site_hostname_remove(
         f"{hostname.strip().lower()} removed.",
         forget=(get_ctx(request), scope.public_key),
     )
+
+
+@router.post("/sites/{key}/retention", dependencies=[Csrf], name="site_retention")
+def site_retention(
+    key: str,
+    request: Request,
+    session: DbSession,
+    account: CurrentAccount,
+    mode: TextField = "",
+    days: TextField = "",
+) -> Response:
+    scope = authz.owned_site(session, account.id, key)
+    default_days = get_ctx(request).settings.retention_days
+    try:
+        with session.begin_nested():
+            choice = retention.parse_choice(mode, days)
+            retention.set_choice(session, scope, choice)
+    except DomainError as exc:
+        forms = SiteForms(retention_mode=mode, retention_days=days)
+        return _page_error(request, session, scope, exc, "retention", forms)
+    kept = retention.effective_days(choice, default_days)
+    return _redirect(request, site_path(scope), f"Retention saved. {retention.describe(kept)}")
 
 
 @router.post("/sites/{key}/delete", dependencies=[Csrf], name="site_delete")

@@ -27,7 +27,7 @@ class SiteSummary:
 class PageError:
     """A form's error on the site page: which section, what went wrong."""
 
-    section: str  # "settings", "hostnames" or "delete": the id of the page section
+    section: str  # "settings", "hostnames", "retention", "delete": the page section's id
     message: str
 
 
@@ -39,4 +39,6 @@ class SiteForms:
     is_public: bool | None = None
     hostname: str = ""
     confirm: str = ""
+    retention_mode: str | None = None
+    retention_days: str | None = None
     error: PageError | None = None

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.context import AppContext
 from app.deps import CurrentAccount, DbSession, get_ctx
 from app.maps.schemas import style_form
+from app.retention.schemas import retention_form
 from app.sites import authz
 from app.sites import service as sites
 from app.sites.schemas import SiteForms
@@ -63,6 +64,9 @@ def render_site_page(
             "name_value": scope.name if forms.name is None else forms.name,
             "public_value": scope.is_public if forms.is_public is None else forms.is_public,
             "map_style": style_form(session, scope),
+            "retention": retention_form(
+                session, ctx.settings, scope, mode=forms.retention_mode, days=forms.retention_days
+            ),
         },
         status_code=status_code,
     )
