@@ -117,6 +117,11 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Migrate the database, then serve the web app, counter and API."""
     settings = _settings(host=host, port=port, workers=workers)
     settings.ensure_data_dir()
+    from app.ops.logs import configure_logging
+    from app.ops.metrics import use_worker_processes
+
+    configure_logging(settings)  # text or JSON lines; each worker sets up the same
+    use_worker_processes(settings)  # /metrics adds up every worker's figures
     ctx = build_context(settings)
     upgrade(ctx.db.engine)
     _apply_job_schema(ctx.db.engine)  # PostgreSQL: the job queue of `hitmap worker`
@@ -151,6 +156,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         server_header=False,
         # SIGTERM: stop accepting, finish requests, then the writer flushes (lifespan).
         timeout_graceful_shutdown=20,
+        log_config=None,  # app.ops.logs configured logging, in this process and each worker
     )
 
 

@@ -23,6 +23,7 @@ from app import __version__
 from app.context import AppContext
 from app.deps import CSRF_COOKIE, LoginRequired
 from app.errors import DomainError
+from app.ops import metrics
 
 log = logging.getLogger("hitmap")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -67,6 +68,7 @@ async def _background(app: FastAPI) -> AsyncIterator[None]:
     task = asyncio.create_task(run_forever(ctx))
     maps_task = asyncio.create_task(run_nightly_maps(ctx))  # SQLite only
     lag_task = asyncio.create_task(ctx.ingest.loop_lag.run())  # the load shedder's gauge
+    log.info("worker ready", extra={"event": "worker_ready", "database": ctx.db.dialect})
     try:
         yield
     finally:
@@ -78,6 +80,8 @@ async def _background(app: FastAPI) -> AsyncIterator[None]:
             await writer.stop_on_loop()
         else:
             await loop.run_in_executor(None, writer.stop)
+        metrics.process_exit()
+        log.info("worker stopped", extra={"event": "worker_stopped"})
 
 
 def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
@@ -169,9 +173,12 @@ def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
         return response
 
     from app.ingest.routes import CounterEndpoint
+    from app.ops.routes import OpsEndpoint
 
     # Outermost of our middleware: the counter skips routing and the HTML headers.
     app.add_middleware(CounterEndpoint, ingest=ctx.ingest)
+    # Probes and scrapes too (no session, no CSRF, never a visit).
+    app.add_middleware(OpsEndpoint, ctx=ctx)
     return app
 
 
@@ -183,7 +190,10 @@ def served_app() -> ASGIApp:
     """
     from app.context import build_context
     from app.ingest.routes import CounterEndpoint
+    from app.ops.logs import configure_logging
     from app.settings import load_settings
 
-    ctx = build_context(load_settings())
+    settings = load_settings()
+    configure_logging(settings)
+    ctx = build_context(settings)
     return CounterEndpoint(create_app(ctx, background_jobs=True), ctx.ingest)

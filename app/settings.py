@@ -181,6 +181,17 @@ class Settings(BaseSettings):
     ip_budget_burst: int = Field(
         default=200, ge=1, description="Hits one client address may send at once."
     )
+    log_format: str = Field(
+        default="text",
+        description="Log lines: text (for people) or json (one object per line, for "
+        "log collectors). Never with visitor IPs or user agents.",
+    )
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token that /metrics asks for. Unset: /metrics answers only "
+        "direct requests from this machine (loopback, not forwarded by a proxy).",
+    )
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -240,6 +251,32 @@ class Settings(BaseSettings):
     def _check_heatmap_buckets(cls, value: str) -> str:
         parse_width_buckets(value)
         return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str) -> str:
+        if value.strip().lower() not in ("text", "json"):
+            raise ValueError(f"HITMAP_LOG_FORMAT {value!r} is unknown; use text or json")
+        return value.strip().lower()
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.strip().upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(
+                f"HITMAP_LOG_LEVEL {value!r} is unknown; use DEBUG, INFO, WARNING or ERROR"
+            )
+        return value.strip().upper()
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: str | None) -> str | None:
+        if value and len(value) < 16:
+            raise ValueError(
+                "HITMAP_METRICS_TOKEN is too short: use at least 16 random characters, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it"
+            )
+        return value or None
 
     @cached_property
     def width_buckets(self) -> tuple[WidthBucket, ...]:

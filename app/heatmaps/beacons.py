@@ -27,6 +27,7 @@ from app.ingest.cache import RefreshingCache
 from app.ingest.outage import TRANSIENT
 from app.ingest.service import SITE_CACHE_SECONDS
 from app.ingest.writer import HitWriter
+from app.ops import metrics
 from app.settings import WidthBucket
 from app.sites.scope import SiteScope
 
@@ -126,6 +127,7 @@ class BeaconService:
         try:
             verdict = validation.run(self.steps, beacon)
             if verdict is not None:
+                metrics.beacon_refused(verdict.status)
                 return verdict
             if self.writer.database_down:
                 self._spool(beacon)
@@ -133,10 +135,15 @@ class BeaconService:
                 self._store_or_spool(beacon)
         except (SQLAlchemyError, OSError):
             # Logged without the batch: it is the visitor's data.
-            log.exception("a batch of clicks could be neither written nor spooled")
+            log.exception(
+                "a batch of clicks could be neither written nor spooled",
+                extra={"event": "clicks_lost"},
+            )
             self.lost_batches += 1
+            metrics.beacon_refused(UNAVAILABLE.status)
             return UNAVAILABLE
         self.accepted_clicks += len(beacon.clicks)
+        metrics.beacon_accepted(len(beacon.clicks))
         return ACCEPTED
 
     def _store_or_spool(self, beacon: Beacon) -> None:
@@ -146,7 +153,10 @@ class BeaconService:
         try:
             self._store(beacon, record_id)
         except TRANSIENT:
-            log.warning("database unavailable; spooling a batch of clicks")
+            log.warning(
+                "database unavailable; spooling a batch of clicks",
+                extra={"event": "database_unavailable", "clicks": len(beacon.clicks)},
+            )
             self.writer.outage.mark_down()
             self._spool(beacon, record_id)
 

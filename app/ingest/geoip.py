@@ -70,6 +70,15 @@ class GeoLocator:
     def database_type(self) -> str:
         return str(self._reader.metadata().database_type)
 
+    def is_loaded(self) -> bool:
+        """The reader is open and reads its tree (readiness). Lookups cannot tell:
+        they answer "unknown" for a closed reader as for an unlisted address."""
+        try:
+            self._raw.get("1.1.1.1")
+        except (ValueError, RuntimeError, OSError):  # closed, or a broken file
+            return False
+        return True
+
     def _lookup(self, ip: str) -> Location:
         try:
             address = ipaddress.ip_address(ip)

@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 
 from app.ingest import repository
 from app.ingest.repository import DropKey, NewVisit, VisitKey
-from app.ingest.writer import Ack, HitWriter, Pending, claim_id, settled
+from app.ingest.writer import HitWriter, Pending, claim_id
 
 log = logging.getLogger("hitmap.ingest")
 
@@ -41,6 +41,7 @@ class LoopWriter:
         try:
             while True:
                 if not w.has_work:
+                    w.report_depth()
                     if w.stopping:
                         return
                     wake.clear()
@@ -52,8 +53,7 @@ class LoopWriter:
                     await self._write(batch, w.take_drops())
                 except Exception:  # a bug must not stop the writer: the next batch goes on
                     log.exception("hit writer failed on a batch of %d hits", len(batch))
-                    w.settle([(p, Ack.LOST) for p in batch if not settled(p)])
-                    w.stats.lost_hits += len(batch)
+                    w.lose(batch)
         finally:
             if self._aconn is not None:
                 await self._aconn.close()
@@ -83,8 +83,7 @@ class LoopWriter:
                         await self._write([], Counter({key: hits}))
                 else:
                     log.exception("a hit could not be written and was dropped")
-                    w.stats.lost_hits += len(batch)
-                    w.settle([(p, Ack.LOST) for p in batch])
+                    w.lose(batch)
                 return
             except (psycopg.Error, TimeoutError) as exc:
                 # Unreachable, read-only, missing grants, too slow: the database, not the hit.
@@ -92,6 +91,7 @@ class LoopWriter:
                     "database unavailable (%s); spooling a batch of %d hits",
                     type(exc).__name__,
                     len(batch),
+                    extra={"event": "database_unavailable", "hits": len(batch)},
                 )
                 w.outage.mark_down()
                 await loop.run_in_executor(w.spooler, w.spool_batch, batch, drops, claim)

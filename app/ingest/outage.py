@@ -33,6 +33,7 @@ from app.ingest import repository
 from app.ingest.geoip import Location
 from app.ingest.repository import DropKey, NewVisit, VisitKey
 from app.ingest.spool import Spool, SpoolRecord
+from app.ops import metrics
 from app.sites import authz
 from app.sites.scope import SiteScope
 
@@ -139,7 +140,11 @@ class Outage:
         if applied:
             self.mark_up()
             self.replayed_records += applied
-            log.info("replayed %d spooled batches", applied)
+            log.info(
+                "replayed %d spooled batches",
+                applied,
+                extra={"event": "spool_replayed", "records": applied},
+            )
         return applied
 
     def _apply(self, record: SpoolRecord) -> None:
@@ -158,6 +163,8 @@ class Outage:
             repository.add_drops(session, drops)
             for kind, records in extra.items():
                 self._appliers[kind](session, scopes, records["rows"])
+        if visits:
+            metrics.HITS_REPLAYED.inc(len(visits))
         self._counted(inserted, visits)
 
 

@@ -35,6 +35,7 @@ from app.ingest.repository import DropKey, NewVisit
 from app.ingest.salts import SaltKeeper
 from app.ingest.spool import Spool
 from app.ingest.writer import Ack, HitWriter
+from app.ops import metrics
 from app.sites import authz
 from app.sites.keys import is_wellformed_key
 from app.sites.scope import SiteScope
@@ -225,8 +226,13 @@ class IngestService:
 
     def _lost_hit(self, why: str, image: CounterImage) -> HitResult:
         # Logged without the hit's contents: no IP or user agent may reach the logs.
-        log.error("database unavailable (%s); hit not recorded", why)
+        log.error(
+            "database unavailable (%s); hit not recorded",
+            why,
+            extra={"event": "hits_lost", "hits": 1},
+        )
         self._lost += 1
+        metrics.HITS_LOST.inc()
         return HitResult(Outcome.NOT_RECORDED, image)
 
     def forget_old_claims(self) -> int:

@@ -44,6 +44,7 @@ from app.ingest import repository
 from app.ingest.outage import TRANSIENT, Outage
 from app.ingest.repository import DropKey, NewVisit, VisitKey
 from app.ingest.spool import Spool
+from app.ops import metrics
 
 log = logging.getLogger("hitmap.ingest")
 
@@ -256,8 +257,8 @@ class HitWriter:
                     self._write(batch, self.take_drops())
                 except Exception:  # a bug must not stop the writer: the next batch goes on
                     log.exception("hit writer failed on a batch of %d hits", len(batch))
-                    self.settle([(p, Ack.LOST) for p in batch if not settled(p)])
-                    self.stats.lost_hits += len(batch)
+                    self.lose(batch)
+            self.report_depth()
             if self._stopping and not self._queue and not self._drops:
                 return
 
@@ -267,11 +268,21 @@ class HitWriter:
         while queue and len(batch) < self.max_batch:
             batch.append(queue.popleft())
         self._in_flight += len(batch)
+        self.report_depth()
         return batch
+
+    def report_depth(self) -> None:
+        """The queue-depth gauge, once per batch and when the writer goes idle."""
+        metrics.WRITER_QUEUE.set(len(self._queue) + self._in_flight)
 
     def take_drops(self) -> Counter[DropKey]:
         with self._lock:
             drops, self._drops = self._drops, Counter()
+        if drops:  # counted here, once per batch, rather than on every dropped hit
+            by_reason: Counter[str] = Counter()
+            for key, hits in drops.items():
+                by_reason[key.reason] += hits
+            metrics.hits_dropped(by_reason)
         return drops
 
     def _write(self, batch: list[Pending], drops: Counter[DropKey]) -> None:
@@ -286,7 +297,10 @@ class HitWriter:
                 inserted = self._commit_retrying([p.visit for p in batch], drops, claim)
             except TRANSIENT:
                 log.warning(
-                    "database unavailable; spooling a batch of %d hits", len(batch), exc_info=True
+                    "database unavailable; spooling a batch of %d hits",
+                    len(batch),
+                    exc_info=True,
+                    extra={"event": "database_unavailable", "hits": len(batch)},
                 )
                 self.outage.mark_down()
                 self.spool_batch(batch, drops, claim)
@@ -303,8 +317,7 @@ class HitWriter:
                     self._write_one_by_one(batch, drops)
                 else:
                     log.exception("a hit could not be written and was dropped")
-                    self.settle([(p, Ack.LOST) for p in batch])
-                    self.stats.lost_hits += len(batch)
+                    self.lose(batch)
                 return
             self.committed(batch, inserted)
         finally:
@@ -315,6 +328,7 @@ class HitWriter:
         self.stats.batches += 1
         self.stats.committed_hits += len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        metrics.HITS_RECORDED.inc(len(batch))
         self.settle([(p, Ack.COUNTED if p.visit.key in inserted else Ack.REPEAT) for p in batch])
 
     def _write_one_by_one(self, batch: list[Pending], drops: Counter[DropKey]) -> None:
@@ -351,6 +365,8 @@ class HitWriter:
             known.clear()
         for visit in visits:
             known[visit.key] = None
+        if inserted:
+            metrics.VISITS_NEW.inc(len(inserted))
         per_site = Counter(site_id for site_id, _, _ in inserted)
         for site_id, n in per_site.items():
             self._on_counted(site_id, n)
@@ -361,12 +377,24 @@ class HitWriter:
         try:
             self.outage.spool_batch((p.visit for p in batch), drops, record_id)
         except OSError:
-            log.exception("spool write failed: %d hits lost", len(batch))
-            self.stats.lost_hits += len(batch)
-            self.settle([(p, Ack.LOST) for p in batch])
+            log.exception(
+                "spool write failed: %d hits lost",
+                len(batch),
+                extra={"event": "hits_lost", "hits": len(batch)},
+            )
+            self.lose(batch)
             return
         self.stats.spooled_hits += len(batch)
+        if batch:
+            metrics.HITS_SPOOLED.inc(len(batch))
         self.settle([(p, Ack.SPOOLED) for p in batch])
+
+    def lose(self, batch: list[Pending]) -> None:
+        """Neither the database nor the disk took these hits (the caller logged why)."""
+        self.stats.lost_hits += len(batch)
+        if batch:
+            metrics.HITS_LOST.inc(len(batch))
+        self.settle([(p, Ack.LOST) for p in batch if not settled(p)])
 
     def _replay(self) -> None:
         self.outage.run_replay(lambda: self._stopping)

@@ -1,0 +1,171 @@
+"""/metrics adds up every worker process of `hitmap serve --workers N`.
+
+One test runs processes that only count (prometheus_client's multiprocess files,
+fast); the other runs the real server with two workers on both databases.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from prometheus_client.mmap_dict import MmapedDict
+
+from app.context import build_context
+from app.db import Database, make_engine
+from app.migrate import upgrade
+from app.settings import Settings
+from tests.conftest import TEST_GEOIP, TEST_SECRET
+from tests.factories import make_account, make_site
+from tests.live import free_port, own_database
+from tests.ops.helpers import parse, value
+
+HITMAP = Path(sys.executable).parent / "hitmap"
+WORKER = """
+import os
+from app.ops import metrics
+assert metrics.MULTIPROCESS
+metrics.HITS_RECORDED.inc({hits})
+metrics.hits_dropped({{"shed": 2}})
+metrics.WRITER_QUEUE.set(7)  # then dies without a goodbye, as kill -9 would
+print(os.getpid())
+"""
+SCRAPER = """
+from pathlib import Path
+from app.ops import metrics
+from app.ops.spool_stats import SpoolStats
+print(metrics.exposition(SpoolStats(Path({spool!r})))[0].decode())
+"""
+
+
+def _python(code: str, metrics_dir: Path) -> str:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_every_process_counts_and_a_dead_ones_queue_leaves_the_sum(tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    pids = [_python(WORKER.format(hits=hits), metrics_dir).strip() for hits in (3, 4)]
+    assert all((metrics_dir / f"gauge_livesum_{pid}.db").exists() for pid in pids)
+    samples = parse(_python(SCRAPER.format(spool=str(tmp_path / "spool")), metrics_dir))
+    assert value(samples, "hitmap_hits_recorded_total") == 7
+    assert value(samples, "hitmap_hits_dropped_total", reason="shed") == 4
+    assert value(samples, "hitmap_writer_queue_depth") == 0  # both writers are gone
+    assert not any((metrics_dir / f"gauge_livesum_{pid}.db").exists() for pid in pids)
+    assert all((metrics_dir / f"counter_{pid}.db").exists() for pid in pids)  # totals stay
+
+
+class _Serve:
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.port = port
+        self.log = log
+        with log.open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                [str(HITMAP), "serve"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.get("/healthz")
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("hitmap serve did not start:\n" + log.read_text(errors="replace"))
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> bytes:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", headers=headers or {}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (http only)
+            return bytes(response.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(30)
+
+
+def _recorded_per_worker(metrics_dir: Path) -> list[float]:
+    counts = []
+    for path in metrics_dir.glob("counter_*.db"):
+        for key, count, _, _ in MmapedDict.read_all_values_from_file(str(path)):
+            if json.loads(key)[1] == "hitmap_hits_recorded_total":
+                counts.append(count)
+    return counts
+
+
+def test_two_workers_one_sum(database_url, tmp_path):
+    with own_database(database_url, tmp_path) as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        data = tmp_path / "data"
+        settings = Settings(data_dir=data, secret_key=TEST_SECRET, geoip_path=TEST_GEOIP)
+        ctx = build_context(settings, db=Database(engine))
+        site = make_site(ctx, make_account(ctx))
+        engine.dispose()
+        port = free_port()
+        env = {
+            **os.environ,
+            "HITMAP_DATA_DIR": str(data),
+            "HITMAP_DATABASE_URL": url,
+            "HITMAP_SECRET_KEY": TEST_SECRET,
+            "HITMAP_GEOIP_PATH": str(TEST_GEOIP),
+            "HITMAP_TRUSTED_PROXIES": "127.0.0.1",
+            "HITMAP_PORT": str(port),
+            "HITMAP_WORKERS": "2",
+            "HITMAP_LOG_FORMAT": "json",
+        }
+        server = _Serve(env, port, tmp_path / "serve.log")
+        metrics_dir = data / "metrics" / f"serve-{port}"
+        try:
+            sent = 0
+            # Until both workers have recorded hits (the kernel picks who accepts).
+            while sent < 400 and sum(1 for n in _recorded_per_worker(metrics_dir) if n) < 2:
+                with ThreadPoolExecutor(8) as pool:
+                    list(
+                        pool.map(lambda n: _hit(server, site.public_key, n), range(sent, sent + 20))
+                    )
+                sent += 20
+            assert sum(1 for n in _recorded_per_worker(metrics_dir) if n) == 2
+            for _ in range(6):  # whichever worker answers, it shows everyone's hits
+                samples = parse(server.get("/metrics").decode())
+                assert value(samples, "hitmap_hits_recorded_total") == sent
+                assert value(samples, "hitmap_visits_new_total") == sent
+            assert json.loads(server.get("/readyz"))["status"] == "ready"
+        finally:
+            server.stop()
+        # Each worker said goodbye: no queue depth of a dead process is left behind.
+        assert not list(metrics_dir.glob("gauge_livesum_*.db"))
+        log = server.log.read_text()
+        assert "203.0.113." not in log and "Firefox/" not in log
+        events = [json.loads(line).get("event") for line in log.splitlines()]
+        assert events.count("worker_ready") == 2 and events.count("worker_stopped") == 2
+
+
+def _hit(server: _Serve, key: str, n: int) -> None:
+    body = server.get(
+        f"/c/{key}.png",
+        headers={
+            "User-Agent": f"Mozilla/5.0 (X11; Linux x86_64) Firefox/{n}.0",
+            "X-Forwarded-For": f"203.0.113.{n % 250 + 1}",
+            "Referer": "https://blog.example.org/post/1",
+        },
+    )
+    assert body.startswith(b"\x89PNG")
