@@ -11,6 +11,8 @@
   are queued, so a crash before the commit is simply retried. Site jobs carry a
   queueing lock per site and purpose, so fanning out twice never queues a site twice.
 * Requests (a style change) defer their job inside the request's transaction too.
+* The nightly retention (``workers/retention_queue.py``) is a second periodic task on
+  the same schedule and pattern, on its own queue; workers take both queues.
 
 Procrastinate's own schema is installed by ``hitmap migrate`` (:func:`apply_schema`).
 """
@@ -64,11 +66,13 @@ def make_app(ctx: AppContext, *, schedule: bool = True) -> procrastinate.App:
     ``schedule=False`` leaves out the periodic nightly deferral (tests and the
     benchmark defer the nightly job themselves, at an injected time).
     """
+    from workers.retention_queue import RETENTION_QUEUE, register_retention
+
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(
             conninfo=conninfo(ctx.settings.effective_database_url), min_size=1, max_size=4
         ),
-        worker_defaults={"delete_jobs": "successful", "queues": [QUEUE]},
+        worker_defaults={"delete_jobs": "successful", "queues": [QUEUE, RETENTION_QUEUE]},
         periodic_defaults={"max_delay": tasks.MAX_DELAY.total_seconds()},
     )
     retry = procrastinate.RetryStrategy(max_attempts=3, wait=30)
@@ -87,17 +91,18 @@ def make_app(ctx: AppContext, *, schedule: bool = True) -> procrastinate.App:
 
     if schedule:
         app.periodic(cron=tasks.cron_for(ctx.settings.nightly_at), periodic_id="nightly")(nightly)
+    register_retention(app, ctx, schedule=schedule)
     return app
 
 
 # One app only for deferring through a caller's connection: it never opens a pool.
-_DEFERRER = procrastinate.App(connector=procrastinate.SyncPsycopgConnector())
+DEFERRER = procrastinate.App(connector=procrastinate.SyncPsycopgConnector())
 
 
 def _render_job(site_id: int, spans: Sequence[Span | str], thumbnail: bool, reason: str) -> Any:
     return configure_task(
         name=RENDER_TASK,
-        job_manager=_DEFERRER.job_manager,
+        job_manager=DEFERRER.job_manager,
         queue=QUEUE,
         queueing_lock=f"maps:{reason}:{site_id}",
         task_kwargs={
@@ -122,7 +127,13 @@ def defer_renders(
     A site that already has a waiting job for the same ``reason`` is left alone
     (queueing lock): that job has not started, so it will see today's data anyway.
     """
-    manager = _DEFERRER.job_manager
+    return defer_in_session(session, [_render_job(i, spans, thumbnail, reason) for i in site_ids])
+
+
+def defer_in_session(session: Session, jobs: Sequence[Any]) -> int:
+    """Queue Procrastinate jobs in the session's transaction; returns how many were
+    queued. A job refused by its queueing lock (the same job is waiting) is skipped."""
+    manager = DEFERRER.job_manager
 
     def raw() -> Any:
         # Inside begin_nested(): asking for the connection emits the SAVEPOINT, which
@@ -130,8 +141,8 @@ def defer_renders(
         return session.connection().connection.driver_connection
 
     queued = 0
-    for start in range(0, len(site_ids), BATCH):
-        batch = [_render_job(i, spans, thumbnail, reason) for i in site_ids[start : start + BATCH]]
+    for start in range(0, len(jobs), BATCH):
+        batch = list(jobs[start : start + BATCH])
         try:
             with session.begin_nested():
                 manager.batch_defer_jobs(jobs=batch, connection=raw())
@@ -145,7 +156,7 @@ def defer_renders(
                     manager.defer_job(job=job, connection=raw())
                 queued += 1
             except pexc.AlreadyEnqueued:
-                log.debug("site %s has a %s job waiting", job.task_kwargs["site_id"], reason)
+                log.debug("job %s is waiting already", job.queueing_lock)
     return queued
 
 

@@ -1,9 +1,11 @@
-"""The embedded engine: ``hitmap serve`` on SQLite runs the nightly maps in-process.
+"""The embedded engine: ``hitmap serve`` on SQLite runs the nightly work in-process.
 
 Same task functions, same schedule (``HITMAP_NIGHTLY_AT``, UTC) as the Procrastinate
 workers on PostgreSQL; the clock is the context's, so tests drive the schedule.
-The night is claimed in ``map_nightly_runs``: one run per night, even across
-restarts or a second server process on the same database.
+A night runs the retention first (old raw rows go before the heatmaps are drawn),
+then the maps. Each is claimed on its own (``retention_runs``, ``map_nightly_runs``):
+one run of each per night, even across restarts or a second server process on the
+same database.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.context import AppContext
 from app.maps import tasks
+from app.retention import tasks as retention
 
 log = logging.getLogger("hitmap.scheduler")
 
@@ -33,6 +36,11 @@ class NightlyScheduler:
         night = tasks.due_night(self.ctx.clock.now(), self.ctx.settings.nightly_at)
         if night is None or night == self.last_night:
             return None
+        try:
+            retention.run_night_in_process(self.ctx, night)
+        except Exception:
+            # The maps still run; the next night deletes what this one left.
+            log.exception("retention for %s failed", night)
         report = tasks.run_night_in_process(self.ctx, night)
         self.last_night = night
         if report is not None:
@@ -48,7 +56,7 @@ class NightlyScheduler:
 
 
 def runs_in_process(ctx: AppContext) -> bool:
-    """SQLite: yes. PostgreSQL: `hitmap worker` processes run the nightly maps."""
+    """SQLite: yes. PostgreSQL: `hitmap worker` processes run the nightly work."""
     return ctx.db.dialect == "sqlite"
 
 

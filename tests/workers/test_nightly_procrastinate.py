@@ -52,11 +52,16 @@ def pg_ctx(settings, tmp_path):
 
 
 def _jobs(ctx) -> list[tuple[str, str, dict]]:
+    """The maps queue's jobs (the nightly retention has a queue of its own)."""
     with ctx.db.engine.connect() as conn:
         return [
             (name, status, args)
             for name, status, args in conn.execute(
-                text("SELECT task_name, status::text, args FROM procrastinate_jobs ORDER BY id")
+                text(
+                    "SELECT task_name, status::text, args FROM procrastinate_jobs "
+                    "WHERE queue_name = :q ORDER BY id"
+                ),
+                {"q": engine_app.QUEUE},
             )
         ]
 
