@@ -103,7 +103,7 @@ async def _run_two_workers(ctx, expected_jobs: int) -> None:
 
 def test_one_nightly_retention_on_two_workers(pg_ctx, monkeypatch, caplog):
     ctx = pg_ctx
-    clock: FixedClock = ctx.clock  # type: ignore[assignment]
+    clock: FixedClock = ctx.clock
     account = make_account(ctx)
     a, keeper, gone = (make_site(ctx, account, domain=f"{n}.example.org") for n in "akg")
     with ctx.db.session() as session:
