@@ -66,13 +66,12 @@ class ReadinessService:
 
     async def check(self) -> Readiness:
         geoip = self.geoip_check()
-        if self._running is None or self._running.done():
-            loop = asyncio.get_running_loop()
-            self._running = loop.run_in_executor(None, self.database_checks)
+        loop = asyncio.get_running_loop()
+        running = self._running
+        if running is None or running.done() or running.get_loop() is not loop:
+            running = self._running = loop.run_in_executor(None, self.database_checks)
         try:
-            database, migrations = await asyncio.wait_for(
-                asyncio.shield(self._running), self.timeout
-            )
+            database, migrations = await asyncio.wait_for(asyncio.shield(running), self.timeout)
         except TimeoutError:
             database = Check(
                 "database", False, f"no answer within {self.timeout:g} s; {DATABASE_FIX}"
