@@ -22,11 +22,13 @@ from sqlalchemy.exc import OperationalError
 
 from app import __version__
 from app.accounts import service as accounts
+from app.backup.commands import backup_command, restore_command
 from app.clock import utc_today
 from app.context import AppContext, build_context
 from app.db import make_engine
 from app.errors import DomainError
 from app.migrate import is_current, upgrade
+from app.retention import service as retention
 from app.settings import Settings, SettingsError, load_settings
 from app.sites import authz
 from app.sites import service as sites
@@ -237,6 +239,39 @@ def site_add(owner: str, domain: str, name: str | None) -> None:
     click.echo(snippet.script_html)
 
 
+@site.command("retention", context_settings={"ignore_unknown_options": True})
+@click.argument("key")
+@click.option("--days", metavar="N", help="Delete its visits and clicks older than N days.")
+@click.option("--forever", is_flag=True, help="Keep its visits and clicks forever.")
+@click.option("--default", "use_default", is_flag=True, help="Follow HITMAP_RETENTION_DAYS.")
+def site_retention(key: str, days: str | None, forever: bool, use_default: bool) -> None:
+    """Show, or set, how long the site with KEY keeps raw visits and clicks.
+
+    The nightly run (HITMAP_NIGHTLY_AT) deletes older ones; totals, per-day and
+    per-country counts and maps are kept. Without an option, prints the current rule.
+    """
+    given = [days is not None, forever, use_default]
+    if sum(given) > 1:
+        raise click.UsageError("give at most one of --days, --forever and --default")
+    if days is not None:
+        try:
+            chosen: int | None = retention.parse_days(days)
+        except DomainError as exc:
+            raise click.BadParameter(exc.message, param_hint="--days") from exc
+    else:
+        chosen = retention.FOREVER if forever else None
+    ctx = _context()
+    with ctx.db.session() as session:
+        scope = authz.site_for_admin(session, key)
+        if any(given):
+            retention.set_choice(session, scope, chosen)
+        choice = retention.choice_of(session, scope)
+    kept = retention.effective_days(choice, ctx.settings.retention_days)
+    source = "the instance default, HITMAP_RETENTION_DAYS" if choice is None else "its own"
+    rule = retention.describe(kept, ctx.settings.nightly_at)
+    click.echo(f"{scope.name} ({scope.domain}): {rule} (rule: {source})")
+
+
 # Site keys may start with "-": with no short options, such a KEY is not taken for one.
 @main.command("stats", context_settings={"ignore_unknown_options": True})
 @click.argument("key")
@@ -383,3 +418,9 @@ def render_command(key: str | None, all_sites: bool, spans: tuple[str, ...], for
     )
     if failed:
         sys.exit(1)
+
+
+# --- backup and restore (app/backup) ---------------------------------------------------
+
+main.add_command(backup_command)
+main.add_command(restore_command)

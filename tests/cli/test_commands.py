@@ -24,6 +24,9 @@ COMMANDS = [
     ["site"],
     ["site", "add"],
     ["stats"],
+    ["site", "retention"],
+    ["backup"],
+    ["restore"],
 ]
 
 
