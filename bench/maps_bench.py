@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.maps import render as maps  # noqa: E402
 from app.maps.basemap import configure_cartopy  # noqa: E402
+from app.maps.png_pieces import PNG_COMPRESS_LEVEL, deflate, indexed_png, pixel_words  # noqa: E402
+from app.maps.world import PNG_STRIP_ROWS, world_image, world_kit, world_palette  # noqa: E402
 
 # (lat, lon, population in millions)
 CITIES: tuple[tuple[float, float, float], ...] = (
@@ -274,17 +276,17 @@ def main() -> None:
     updated = "2026-11-22 03:00 UTC"
     world_ms = timed(lambda: maps.render_world_map(loc, updated=updated), runs)
     world_png = maps.render_world_map(loc, updated=updated)
-    rgba = maps._world_image(loc, 1, updated)  # what gets encoded, drawn whole
+    rgba = world_image(loc, 1, updated)  # what gets encoded, drawn whole
     image = rgba.convert("RGB")
-    kit = maps._world_kit(1)
+    kit = world_kit(1)
 
     def encode_world(pixels: np.ndarray = np.asarray(rgba)) -> bytes:
         """Palette mapping + every strip compressed (a map with dots everywhere)."""
         raw = np.zeros((pixels.shape[0], pixels.shape[1] + 1), dtype=np.uint8)
-        raw[:, 1:] = kit.lookup(maps._words(pixels)).reshape(pixels.shape[:2])
-        rows = maps.PNG_STRIP_ROWS
-        pieces = [maps._deflate(raw[s : s + rows]) for s in range(0, raw.shape[0], rows)]
-        return maps._indexed_png(pixels.shape[1], pixels.shape[0], kit.palette, pieces)
+        raw[:, 1:] = kit.lookup(pixel_words(pixels)).reshape(pixels.shape[:2])
+        rows = PNG_STRIP_ROWS
+        pieces = [deflate(raw[s : s + rows]) for s in range(0, raw.shape[0], rows)]
+        return indexed_png(pixels.shape[1], pixels.shape[0], kit.palette, pieces)
 
     encode_ms = timed(encode_world, runs)
     print("\nLarge map, aggregated rows -> PNG bytes (median, warm):")
@@ -361,10 +363,10 @@ def main() -> None:
 
             ms = timed(encode, max(5, runs // 2))
             print(f"  {mode:18} compress_level={level}: {ms:5.1f} ms, {encode() / 1024:.0f} KiB")
-    level = maps.PNG_COMPRESS_LEVEL
+    level = PNG_COMPRESS_LEVEL
 
     def pillow_fixed() -> bytes:  # the previous renderer's encoding
-        indexed = image.quantize(palette=maps.world_palette(1), dither=Image.Dither.NONE)
+        indexed = image.quantize(palette=world_palette(1), dither=Image.Dither.NONE)
         buf = io.BytesIO()
         indexed.save(buf, format="PNG", compress_level=level)
         return buf.getvalue()
@@ -375,7 +377,7 @@ def main() -> None:
     ms = timed(encode_world, max(5, runs // 2))
     kib = len(encode_world()) / 1024
     print(
-        f"  fixed palette, table mapping + {maps.PNG_STRIP_ROWS}-row strips, level {level} "
+        f"  fixed palette, table mapping + {PNG_STRIP_ROWS}-row strips, level {level} "
         f"run-length, all strips: {ms:5.1f} ms, {kib:.0f} KiB"
     )
     print(

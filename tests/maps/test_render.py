@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from app.maps import render
-from app.maps.basemap import BaseMap
+from app.maps.basemap import THEMES, BaseMap
+from app.maps.dots import draw_clusters
+from app.maps.png_pieces import adler32_combine, pixel_words
 from app.maps.render import (
     BACKGROUNDS,
     THUMBNAIL_SIZES,
@@ -18,6 +19,17 @@ from app.maps.render import (
     render_thumbnail,
     render_world_map,
 )
+from app.maps.spec import font, text_width, thumbnail_dots, world_dots
+from app.maps.thumbnail import (
+    KIT_AFTER_USES,
+    count_layout,
+    count_text,
+    draw_count,
+    thumbnail_band,
+    thumbnail_base,
+    thumbnail_kit,
+)
+from app.maps.world import legend_layout, world_base, world_image, world_kit, world_palette
 
 LONDON = (51.51, -0.13)
 
@@ -48,7 +60,7 @@ def _centroid(mask: np.ndarray) -> tuple[float, float]:
 
 
 def _expected_pixel(base: BaseMap, lat: float, lon: float) -> tuple[float, float]:
-    """Independently of render.py: cartopy's own Robinson transform + the layout (the
+    """Independently of the renderer: cartopy's own Robinson transform + the layout (the
     base map checks at render time that this affine is matplotlib's)."""
     import cartopy.crs as ccrs
 
@@ -60,7 +72,7 @@ def _expected_pixel(base: BaseMap, lat: float, lon: float) -> tuple[float, float
 
 @pytest.fixture(scope="module")
 def world() -> BaseMap:
-    return render.world_base(1)
+    return world_base(1)
 
 
 def test_a_visit_in_london_lands_on_london_on_the_world_map(world: BaseMap) -> None:
@@ -76,7 +88,7 @@ def test_a_visit_in_london_lands_on_london_on_the_world_map(world: BaseMap) -> N
 @pytest.mark.parametrize("size", list(THUMBNAIL_SIZES))
 def test_a_visit_in_london_lands_on_london_on_the_thumbnail(size: str) -> None:
     style = ThumbnailStyle(size=size)
-    base = render.thumbnail_base(style)
+    base = thumbnail_base(style)
     pixels = _decode(render_thumbnail(_at(*LONDON, 1500), 1500, style))
     cx, cy = _centroid(_red(pixels, base.box))
     ex, ey = _expected_pixel(base, *LONDON)
@@ -130,9 +142,9 @@ def test_dots_grow_with_counts_and_match_the_legend(world: BaseMap) -> None:
         area = int(_red(pixels, world.box).sum())
         areas.append(area)
         # The legend shows this class with the same radius as drawn on the map.
-        entry = render.legend_layout(1, k, False)[k]
+        entry = legend_layout(1, k, False)[k]
         r = entry.radius
-        assert r == render.world_dots(1).radii[k]
+        assert r == world_dots(1).radii[k]
         region = (int(entry.x - r - 2), int(entry.y - r - 2), int(entry.x + r + 3), 600)
         legend_area = int(_red(pixels, region).sum())
         assert abs(legend_area - area) <= max(4, 0.12 * area), (k, area, legend_area)
@@ -141,9 +153,9 @@ def test_dots_grow_with_counts_and_match_the_legend(world: BaseMap) -> None:
 
 
 def test_legend_lists_size_classes_and_approximate_locations() -> None:
-    labels = [e.label for e in render.legend_layout(1, 0, True)]
+    labels = [e.label for e in legend_layout(1, 0, True)]
     assert labels == ["1-9", "10-99", "100-999", "1,000+", "approximate location"]
-    labels = [e.label for e in render.legend_layout(1, 5, False)]
+    labels = [e.label for e in legend_layout(1, 5, False)]
     assert labels[-3:] == ["1,000-9,999", "10,000-99,999", "100,000+"]
 
 
@@ -162,8 +174,8 @@ def test_approximate_locations_are_faint_ellipses_not_hot_spots(world: BaseMap) 
     # ...and it never sizes or absorbs the precise dots nearby.
     rows = [(*us, 1000, 300_000), (us[0] + 0.1, us[1], 20, 3)]
     canvas = np.array(world.image)
-    clusters, has_approx = render._draw_clusters(
-        canvas, world, LocationCounts.from_rows(rows), render.world_dots(1), "#e11d48", False
+    clusters, has_approx = draw_clusters(
+        canvas, world, LocationCounts.from_rows(rows), world_dots(1), "#e11d48", False
     )
     assert clusters.weight.tolist() == [3]
     assert has_approx
@@ -181,12 +193,12 @@ def test_antimeridian_visits_show_at_both_edges_not_in_the_middle(world: BaseMap
 def _glyph_mask(style: ThumbnailStyle, total: int) -> np.ndarray:
     """The count digits drawn alone with the renderer's font at its layout position."""
     width, height = THUMBNAIL_SIZES[style.size]
-    lay = render.count_layout(style, total)
+    lay = count_layout(style, total)
     mask = Image.new("L", (width, height), 0)
     ImageDraw.Draw(mask).text(
         (lay.number_x, lay.baseline),
         lay.number,
-        font=render.font(lay.number_size),
+        font=font(lay.number_size),
         fill=255,
         anchor="ls",
     )
@@ -196,32 +208,32 @@ def _glyph_mask(style: ThumbnailStyle, total: int) -> np.ndarray:
 @pytest.mark.parametrize("background", BACKGROUNDS)
 def test_thumbnail_shows_the_count_digits(background: str) -> None:
     style = ThumbnailStyle(size="medium", background=background)
-    theme_text = np.array(render.THEMES[background].text[:3])
+    theme_text = np.array(THEMES[background].text[:3])
     shown = _decode(render_thumbnail(LocationCounts.empty(), 123, style))
     zero = _decode(render_thumbnail(LocationCounts.empty(), 0, style))
     digits = _glyph_mask(style, 123)
     assert digits.sum() > 20
-    band_top = THUMBNAIL_SIZES["medium"][1] - render._thumbnail_band("medium")
+    band_top = THUMBNAIL_SIZES["medium"][1] - thumbnail_band("medium")
     assert not digits[:band_top].any()  # the digits sit in the band
     # Where "123" has ink, the image has the text colour...
     assert np.abs(shown[digits][:, :3] - theme_text).max(axis=1).mean() < 40
     # ...which the image with "0" does not have everywhere there.
     only_123 = digits & ~_glyph_mask(style, 0)
     assert np.abs(zero[only_123][:, :3] - theme_text).max(axis=1).mean() > 60
-    assert render.count_text(1234567) == ("1,234,567", "visits")
-    assert render.count_text(1) == ("1", "visit")
+    assert count_text(1234567) == ("1,234,567", "visits")
+    assert count_text(1) == ("1", "visit")
 
 
 def test_a_huge_count_still_fits_the_small_thumbnail() -> None:
-    lay = render.count_layout(ThumbnailStyle(), 10**18)
-    end = lay.unit_x + render._text_width(lay.unit, lay.unit_size) if lay.unit else 0.0
-    end = max(end, lay.number_x + render._text_width(lay.number, lay.number_size))
+    lay = count_layout(ThumbnailStyle(), 10**18)
+    end = lay.unit_x + text_width(lay.unit, lay.unit_size) if lay.unit else 0.0
+    end = max(end, lay.number_x + text_width(lay.number, lay.number_size))
     assert lay.dot_x - lay.dot_r >= 0 and end <= 160
 
 
 def test_thumbnail_without_count_has_no_band() -> None:
     style = ThumbnailStyle(show_count=False)
-    base = render.thumbnail_base(style)
+    base = thumbnail_base(style)
     assert base.box[3] > THUMBNAIL_SIZES["small"][1] - 10
     pixels = _decode(render_thumbnail(LocationCounts.empty(), 999, style))
     assert pixels.shape[:2] == (80, 160)
@@ -229,7 +241,7 @@ def test_thumbnail_without_count_has_no_band() -> None:
 
 def test_transparent_ocean_has_alpha_zero_and_land_is_opaque() -> None:
     style = ThumbnailStyle(size="large", background="transparent")
-    base = render.thumbnail_base(style)
+    base = thumbnail_base(style)
     pixels = _decode(render_thumbnail(LocationCounts.empty(), 0, style))
     (ox, sx), (oy, sy) = base.project(np.array([0.0, 23.0]), np.array([-150.0, 13.0]))
     assert pixels[int(oy), int(ox), 3] == 0  # Pacific
@@ -248,7 +260,7 @@ def test_transparent_ocean_has_alpha_zero_and_land_is_opaque() -> None:
 def test_dots_on_a_transparent_ocean_are_visible() -> None:
     style = ThumbnailStyle(size="large", background="transparent")
     pixels = _decode(render_thumbnail(_at(0.0, -150.0, 500), 500, style))
-    base = render.thumbnail_base(style)
+    base = thumbnail_base(style)
     dot = _red(pixels, base.box)
     assert dot.sum() > 10
     assert pixels[dot][:, 3].max() > 200
@@ -315,7 +327,7 @@ def test_location_counts() -> None:
 def test_bad_rows_are_skipped() -> None:
     rows = [(float("nan"), 2.0, None, 5), (10.0, 20.0, None, 0), (*LONDON, None, 4)]
     pixels = _decode(render_world_map(LocationCounts.from_rows(rows)))
-    assert _red(pixels, render.world_base(1).box).sum() > 5
+    assert _red(pixels, world_base(1).box).sum() > 5
 
 
 # --- the encoders: cached strips, legend bands and palettes give the plain result -------
@@ -372,9 +384,9 @@ def test_world_map_equals_the_plain_pipeline() -> None:
     first: dict[int, bytes] = {}
     for n, (loc, scale, updated) in enumerate(_world_cases()):
         png = render_world_map(loc, scale=scale, updated=updated)
-        kit = render._world_kit(scale)
-        drawn = np.asarray(render._world_image(loc, scale, updated))
-        expected = kit.lookup(render._words(drawn)).reshape(drawn.shape[:2])
+        kit = world_kit(scale)
+        drawn = np.asarray(world_image(loc, scale, updated))
+        expected = kit.lookup(pixel_words(drawn)).reshape(drawn.shape[:2])
         assert np.array_equal(_indices(png), expected), n
         raw = np.frombuffer(_strict_idat(png), dtype=np.uint8).reshape(drawn.shape[0], -1)
         assert (raw[:, 0] == 0).all()  # filter "none" on every scanline
@@ -388,9 +400,9 @@ def test_world_palette_mapping_is_as_close_as_pillows() -> None:
     mapping onto the same palette (3,000 random places, ellipses all over: colours the
     palette's training render lacks)."""
     loc, scale, updated = _world_cases()[2]
-    image = render._world_image(loc, scale, updated).convert("RGB")
+    image = world_image(loc, scale, updated).convert("RGB")
     drawn = np.asarray(image).astype(np.int32)
-    pillow = image.quantize(palette=render.world_palette(scale), dither=Image.Dither.NONE)
+    pillow = image.quantize(palette=world_palette(scale), dither=Image.Dither.NONE)
     pillow_error = np.abs(np.asarray(pillow.convert("RGB")).astype(np.int32) - drawn)
     error = np.abs(_decode(render_world_map(loc, scale=scale, updated=updated))[:, :, :3] - drawn)
     assert error.mean() <= pillow_error.mean() + 0.05
@@ -404,21 +416,21 @@ def test_thumbnail_equals_the_plain_pipeline(size: str, background: str) -> None
         style = ThumbnailStyle(size, "#2563eb", background, show_count)
         loc, _, _ = _world_cases()[2]
         png = render_thumbnail(loc, 1_234_567, style)
-        base = render.thumbnail_base(style)
+        base = thumbnail_base(style)
         canvas = np.array(base.pixels)
-        render._draw_clusters(
+        draw_clusters(
             canvas,
             base,
             loc,
-            render.thumbnail_dots(base.width),
+            thumbnail_dots(base.width),
             style.dot_color,
             background == "dark",
         )
-        drawn = np.asarray(render._draw_count(canvas, 1_234_567, style)) if show_count else canvas
-        kit = render._thumbnail_kit(style, build=True)
+        drawn = np.asarray(draw_count(canvas, 1_234_567, style)) if show_count else canvas
+        kit = thumbnail_kit(style, build=True)
         assert kit is not None
         png = render_thumbnail(loc, 1_234_567, style)  # now with the style's kit
-        expected = kit.palette.lookup(render._words(drawn)).reshape(drawn.shape[:2])
+        expected = kit.palette.lookup(pixel_words(drawn)).reshape(drawn.shape[:2])
         assert np.array_equal(_indices(png), expected)
         _strict_idat(png)
         rgba = _decode(png)
@@ -431,12 +443,12 @@ def test_thumbnail_equals_the_plain_pipeline(size: str, background: str) -> None
 def test_the_count_draws_only_inside_its_band(size: str, background: str) -> None:
     """The thumbnail indexes the band rows whole and elsewhere only what dots touched."""
     style = ThumbnailStyle(size=size, background=background)
-    base = render.thumbnail_base(style)
-    kit = render._thumbnail_kit(style, build=True)
+    base = thumbnail_base(style)
+    kit = thumbnail_kit(style, build=True)
     assert kit is not None
     top = kit.band_top
     for total in (0, 1, 7_777, 1_234_567, 10**15):
-        drawn = np.asarray(render._draw_count(np.array(base.pixels), total, style))
+        drawn = np.asarray(draw_count(np.array(base.pixels), total, style))
         assert np.array_equal(drawn[:top], base.pixels[:top]), total
 
 
@@ -447,7 +459,7 @@ def test_adler32_of_joined_pieces() -> None:
     for _ in range(50):
         a = rng.integers(0, 256, int(rng.integers(0, 3000)), dtype=np.uint8).tobytes()
         b = rng.integers(0, 256, int(rng.integers(0, 200_000)), dtype=np.uint8).tobytes()
-        joined = render._adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b))
+        joined = adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b))
         assert joined == zlib.adler32(a + b)
 
 
@@ -466,11 +478,11 @@ def _cities(n: int = 3000, seed: int = 9) -> LocationCounts:
 def test_a_rare_style_gets_a_palette_of_its_own_then_a_kit() -> None:
     style = ThumbnailStyle("medium", "#0f9d58", "transparent")
     loc = _cities()
-    assert render._thumbnail_kit(style) is None  # first use: adaptive palette
+    assert thumbnail_kit(style) is None  # first use: adaptive palette
     adaptive = render_thumbnail(loc, 42, style)
-    for _ in range(render.KIT_AFTER_USES):
+    for _ in range(KIT_AFTER_USES):
         render_thumbnail(loc, 42, style)
-    assert render._thumbnail_kit(style) is not None
+    assert thumbnail_kit(style) is not None
     fixed = render_thumbnail(loc, 42, style)
     one, two = _decode(adaptive), _decode(fixed)
     _strict_idat(adaptive)
@@ -495,3 +507,30 @@ def test_maps_drawn_by_many_threads_at_once_are_the_same() -> None:
     one = render_thumbnail(_cities(), 99, style)
     with ThreadPoolExecutor(4) as pool:
         assert set(pool.map(lambda _: render_thumbnail(_cities(), 99, style), range(8))) == {one}
+
+
+def test_the_renderer_version_covers_every_renderer_module() -> None:
+    """A change in any module the renderer imports must redraw the stored images: the
+    renderer's digest (``service.renderer_version``) reads all of them."""
+    import ast
+    from pathlib import Path
+
+    from app.maps import service
+
+    folder = Path(service.__file__).parent
+    seen: set[str] = set()
+    todo = ["render"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module.startswith("app.maps."):
+                    todo.append(node.module.removeprefix("app.maps."))
+                elif node.module == "app.maps":
+                    todo.extend(alias.name for alias in node.names)
+    assert {f"{name}.py" for name in seen} <= set(service._RENDERER_FILES)
+    version = service.renderer_version()
+    assert len(version) == 12 and version == service.renderer_version()
