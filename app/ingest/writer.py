@@ -272,8 +272,8 @@ class HitWriter:
         return batch
 
     def report_depth(self) -> None:
-        """The queue-depth gauge, once per batch and when the writer goes idle."""
-        metrics.WRITER_QUEUE.set(len(self._queue) + self._in_flight)
+        """The queue-depth gauge (hits not yet in a batch), per batch and when idle."""
+        metrics.WRITER_QUEUE.set(len(self._queue))
 
     def take_drops(self) -> Counter[DropKey]:
         with self._lock:

@@ -78,7 +78,7 @@ BEACON_BATCHES = Counter(
 BEACON_CLICKS = Counter("hitmap_beacon_clicks_accepted", "Clicks in accepted beacon batches.")
 WRITER_QUEUE = Gauge(
     "hitmap_writer_queue_depth",
-    "Counter hits waiting for the hit writer or in its current batch (all processes).",
+    "Counter hits queued for the hit writer, not yet in a batch (all processes).",
     multiprocess_mode="livesum",
 )
 RENDER_SECONDS = Histogram(

@@ -6,6 +6,7 @@ fast); the other runs the real server with two workers on both databases.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from prometheus_client.mmap_dict import MmapedDict
@@ -102,13 +103,39 @@ class _Serve:
             self.proc.wait(30)
 
 
-def _recorded_per_worker(metrics_dir: Path) -> list[float]:
-    counts = []
+def _worker_pids(metrics_dir: Path) -> list[int]:
+    """The serving processes: each made its metric files when it imported the app."""
+    return sorted(int(p.stem.rsplit("_", 1)[1]) for p in metrics_dir.glob("counter_*.db"))
+
+
+def _recorded_per_worker(metrics_dir: Path) -> dict[int, float]:
+    counts = {}
     for path in metrics_dir.glob("counter_*.db"):
         for key, count, _, _ in MmapedDict.read_all_values_from_file(str(path)):
             if json.loads(key)[1] == "hitmap_hits_recorded_total":
-                counts.append(count)
+                counts[int(path.stem.rsplit("_", 1)[1])] = count
     return counts
+
+
+@contextlib.contextmanager
+def _paused(pid: int) -> Iterator[None]:
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def _events(log: Path) -> list[str | None]:
+    lines = log.read_text(errors="replace").splitlines()
+    return [json.loads(line).get("event") for line in lines if line.startswith("{")]
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)
 
 
 def test_two_workers_one_sum(database_url, tmp_path):
@@ -135,19 +162,21 @@ def test_two_workers_one_sum(database_url, tmp_path):
         server = _Serve(env, port, tmp_path / "serve.log")
         metrics_dir = data / "metrics" / f"serve-{port}"
         try:
-            sent = 0
-            # Until both workers have recorded hits (the kernel picks who accepts).
-            while sent < 400 and sum(1 for n in _recorded_per_worker(metrics_dir) if n) < 2:
-                with ThreadPoolExecutor(8) as pool:
-                    list(
-                        pool.map(lambda n: _hit(server, site.public_key, n), range(sent, sent + 20))
-                    )
-                sent += 20
-            assert sum(1 for n in _recorded_per_worker(metrics_dir) if n) == 2
-            for _ in range(6):  # whichever worker answers, it shows everyone's hits
-                samples = parse(server.get("/metrics").decode())
-                assert value(samples, "hitmap_hits_recorded_total") == sent
-                assert value(samples, "hitmap_visits_new_total") == sent
+            _wait_for(lambda: _events(server.log).count("worker_ready") == 2)
+            workers = _worker_pids(metrics_dir)
+            assert len(workers) == 2
+            # A paused worker accepts nothing: the hits go to the other one.
+            for n, busy in enumerate(workers):
+                with _paused(next(pid for pid in workers if pid != busy)):
+                    for i in range(10):
+                        _hit(server, site.public_key, 10 * n + i)
+            assert _recorded_per_worker(metrics_dir) == {workers[0]: 10, workers[1]: 10}
+            for pid in workers:  # whichever worker answers, it shows everyone's hits
+                with _paused(pid):
+                    samples = parse(server.get("/metrics").decode())
+                assert value(samples, "hitmap_hits_recorded_total") == 20
+                assert value(samples, "hitmap_visits_new_total") == 20
+                assert value(samples, "hitmap_writer_queue_depth") == 0
             assert json.loads(server.get("/readyz"))["status"] == "ready"
         finally:
             server.stop()
@@ -155,8 +184,7 @@ def test_two_workers_one_sum(database_url, tmp_path):
         assert not list(metrics_dir.glob("gauge_livesum_*.db"))
         log = server.log.read_text()
         assert "203.0.113." not in log and "Firefox/" not in log
-        events = [json.loads(line).get("event") for line in log.splitlines()]
-        assert events.count("worker_ready") == 2 and events.count("worker_stopped") == 2
+        assert _events(server.log).count("worker_stopped") == 2
 
 
 def _hit(server: _Serve, key: str, n: int) -> None:
