@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from functools import cache
 
 from alembic.script import ScriptDirectory
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import Database
 from app.ingest.geoip import GeoLocator
@@ -84,7 +83,7 @@ class ReadinessService:
             with self.db.session() as session:
                 repository.ping(session)
                 current = repository.schema_revisions(session)
-        except SQLAlchemyError as exc:
+        except Exception as exc:  # any failure is an answer: the probe must never 500
             return (
                 Check(
                     "database",
