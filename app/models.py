@@ -179,9 +179,8 @@ class DailyCountryCount(Base):
 
     __tablename__ = "daily_country_counts"
 
-    site_id: Mapped[int] = mapped_column(
-        Id, ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key (migration 0006): see ``delete_site_aggregates``.
+    site_id: Mapped[int] = mapped_column(Id, primary_key=True)
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     country_code: Mapped[str] = mapped_column(String(2), primary_key=True)
     visits: Mapped[int] = mapped_column(BigInteger)
@@ -236,9 +235,8 @@ class LocationCount(Base):
 
     __tablename__ = "location_counts"
 
-    site_id: Mapped[int] = mapped_column(
-        Id, ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key (migration 0006): see ``delete_site_aggregates``.
+    site_id: Mapped[int] = mapped_column(Id, primary_key=True)
     grain: Mapped[str] = mapped_column(String(1), primary_key=True)
     period: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     place: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from app.models import Account, ApiToken, LoginSession, LoginThrottle
+from app.models import Account, ApiToken, LoginSession, LoginThrottle, Site
+from app.sites import repository as sites_repository
 
 
 def find_by_email(session: Session, email: str) -> Account | None:
@@ -33,8 +34,11 @@ def set_password_hash(session: Session, account_id: int, password_hash: str) -> 
 
 
 def delete_account(session: Session, account_id: int) -> None:
-    # Sites, visits, counts, tokens and sessions go with it (ON DELETE CASCADE).
+    # Sites, visits, tokens and sessions go with it (ON DELETE CASCADE); the counts,
+    # which have no foreign key, after it.
+    site_ids = list(session.scalars(select(Site.id).where(Site.account_id == account_id)))
     session.execute(delete(Account).where(Account.id == account_id))
+    sites_repository.delete_aggregates(session, site_ids)
 
 
 # --- login sessions ---------------------------------------------------------

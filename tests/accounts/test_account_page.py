@@ -13,6 +13,7 @@ from app.models import (
     Account,
     ApiToken,
     DailyCountryCount,
+    LocationCount,
     LoginSession,
     Site,
     SiteHostname,
@@ -240,11 +241,13 @@ def _tokens(ctx, account):
 def test_delete_account_removes_its_sites_visits_and_tokens(ctx, client):
     account = _logged_in(ctx, client)
     site = make_site(ctx, account)
-    assert hit(client, site.public_key).status_code == 200
+    assert hit(client, site.public_key, ip="216.160.83.56").status_code == 200
     assert count(ctx, Visit, Visit.site_id == site.site_id) == 1
+    assert count(ctx, LocationCount, LocationCount.site_id == site.site_id) == 3
     _create_token(client, "to be deleted")
     bystander = make_account(ctx)
     other_site = make_site(ctx, bystander, domain="other.example.org")
+    hit(client, other_site.public_key, ip="216.160.83.56", referer="https://other.example.org/")
 
     page = client.get("/account", headers=HTML)
     assert "Danger zone" in page.text
@@ -262,11 +265,14 @@ def test_delete_account_removes_its_sites_visits_and_tokens(ctx, client):
     assert count(ctx, SiteHostname, SiteHostname.site_id == site.site_id) == 0
     assert count(ctx, Visit, Visit.site_id == site.site_id) == 0
     assert count(ctx, DailyCountryCount, DailyCountryCount.site_id == site.site_id) == 0
+    assert count(ctx, LocationCount, LocationCount.site_id == site.site_id) == 0
     assert count(ctx, ApiToken, ApiToken.account_id == account.id) == 0
     assert count(ctx, LoginSession, LoginSession.account_id == account.id) == 0
     # Someone else's data stays.
     assert count(ctx, Account, Account.id == bystander.id) == 1
     assert count(ctx, Site, Site.id == other_site.site_id) == 1
+    assert count(ctx, DailyCountryCount, DailyCountryCount.site_id == other_site.site_id) == 1
+    assert count(ctx, LocationCount, LocationCount.site_id == other_site.site_id) == 3
 
 
 def test_delete_account_with_a_wrong_password_keeps_everything(ctx, client):

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from app.accounts import service as accounts
 from app.context import AppContext
 from app.deps import SESSION_COOKIE
-from app.models import Account, DailyCountryCount, Site, SiteHostname, Visit
+from app.models import Account, DailyCountryCount, LocationCount, Site, SiteHostname, Visit
 from tests.factories import csrf_from
 
 HTML = {"accept": "text/html"}
@@ -93,3 +93,12 @@ def stored_visits(ctx: AppContext, site_id: int) -> tuple[int, int]:
             .where(DailyCountryCount.site_id == site_id)
         )
     return int(visits or 0), int(counts or 0)
+
+
+def stored_locations(ctx: AppContext, site_id: int) -> int:
+    """Rows in location_counts (the maps' aggregate) for a site."""
+    with ctx.db.session() as session:
+        rows = session.scalar(
+            select(func.count()).select_from(LocationCount).where(LocationCount.site_id == site_id)
+        )
+    return int(rows or 0)

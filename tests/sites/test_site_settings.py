@@ -15,6 +15,7 @@ from tests.sites.helpers import (
     post,
     sign_in,
     site_row,
+    stored_locations,
     stored_visits,
 )
 
@@ -122,6 +123,9 @@ def test_delete_needs_the_domain_then_removes_site_and_visits(ctx, client, owner
     hit(client, key)
     hit(client, key, ip="216.160.83.56")
     assert stored_visits(ctx, site.site_id) == (2, 2)
+    assert stored_locations(ctx, site.site_id) == 6  # two places: day, month, all time
+    bystander = make_site(ctx, make_account(ctx), domain="other.example.org")
+    hit(client, bystander.public_key, ip="216.160.83.56", referer="https://other.example.org/")
     token = csrf(client, path)
 
     wrong = post(client, f"{path}/delete", {"confirm": "blog.example.com"}, token)
@@ -136,6 +140,9 @@ def test_delete_needs_the_domain_then_removes_site_and_visits(ctx, client, owner
     assert deleted.headers["location"].startswith("/sites?flash=")
     assert site_row(ctx, site.site_id) is None
     assert stored_visits(ctx, site.site_id) == (0, 0)
+    assert stored_locations(ctx, site.site_id) == 0  # aggregates have no cascade
+    assert stored_visits(ctx, bystander.site_id) == (1, 1)
+    assert stored_locations(ctx, bystander.site_id) == 3
     assert hostnames_of(ctx, site.site_id) == []
     assert client.get(path, headers=HTML).status_code == 404
     assert client.get(f"/map/{key}", headers=HTML).status_code == 404
