@@ -338,15 +338,32 @@ def _apply_job_schema(engine: Engine) -> bool:
 )
 @click.option("--once", is_flag=True, help="Run the queued jobs, then exit (no nightly schedule).")
 @click.option("--name", help="Worker name in logs and in the job table.")
-def worker(concurrency: int, once: bool, name: str | None) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve this worker's Prometheus metrics (render times) on this port.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of the metrics port; keep it private (no token is asked there).",
+)
+def worker(
+    concurrency: int,
+    once: bool,
+    name: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
     """Run map jobs from the PostgreSQL job queue, and the nightly schedule.
 
     Start as many worker processes, on as many machines, as needed: they share the
     queue, and the nightly run (HITMAP_NIGHTLY_AT, UTC) is queued once per night
     however many run. With SQLite, `hitmap serve` runs the jobs itself.
     """
-    import logging
-
+    from app.ops import metrics
+    from app.ops.logs import configure_logging
     from workers.procrastinate_app import run_worker, schema_installed
 
     ctx = _context()
@@ -357,7 +374,15 @@ def worker(concurrency: int, once: bool, name: str | None) -> None:
         )
     if not schema_installed(ctx.db.engine):
         raise click.ClickException("the job queue is not installed; run `hitmap migrate` first")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(ctx.settings)
+    if metrics_port is not None:
+        try:
+            metrics.serve_worker_metrics(metrics_host, metrics_port)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror}; "
+                "pick a free port with --metrics-port"
+            ) from exc
     at = ctx.settings.nightly_at
     click.echo(
         f"worker on {_safe_url(ctx.settings.effective_database_url)}; nightly maps at "

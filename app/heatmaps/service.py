@@ -26,6 +26,7 @@ from app.heatmaps import repository
 from app.heatmaps.render import HeatmapSpec, render_heatmap
 from app.heatmaps.schemas import DateRange, PageRow, RecordingOptions, RenderedHeatmap
 from app.heatmaps.validation import MAX_PATH_LENGTH, PATH_PATTERN
+from app.ops import metrics
 from app.settings import Settings, WidthBucket
 from app.sites.scope import SiteScope
 
@@ -105,8 +106,10 @@ def heatmap(
         recent = now - stored.rendered_at < dt.timedelta(seconds=settings.heatmap_fresh_seconds)
         if same_input or (days.last >= today and recent):
             return RenderedHeatmap(stored.png, stored.width, stored.height, stored.clicks, False)
-    points = repository.click_points(session, scope, path, bucket.name, days.first, days.last)
-    png, width, height = render_points(points, bucket, radius)
+    span = days.preset.value if days.preset else "custom"
+    with metrics.timed_render("heatmap", span):
+        points = repository.click_points(session, scope, path, bucket.name, days.first, days.last)
+        png, width, height = render_points(points, bucket, radius)
     repository.save_render(
         session,
         scope,

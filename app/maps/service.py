@@ -34,6 +34,7 @@ from app.ingest.counter_image import etag_for
 from app.maps import repository as repo
 from app.maps.repository import RangeStats, Window
 from app.models import RenderedImage
+from app.ops import metrics
 from app.sites.scope import SiteScope
 
 if TYPE_CHECKING:
@@ -336,11 +337,12 @@ def draw_site(
         total = stats[Span.ALL.value]
         fp = fingerprint(THUMBNAIL, style.digest, _stats_key(total))
         if force or stored.get(THUMBNAIL_KEY) != fp:
-            places = locations_for(Span.ALL.value)
-            if len(places.visits) == 0:
-                png = _thumbnail_without_dots(style, total.visits)
-            else:
-                png = render_thumbnail(places, total.visits, style.for_renderer())
+            with metrics.timed_render(THUMBNAIL, Span.ALL.value):  # its input read included
+                places = locations_for(Span.ALL.value)
+                if len(places.visits) == 0:
+                    png = _thumbnail_without_dots(style, total.visits)
+                else:
+                    png = render_thumbnail(places, total.visits, style.for_renderer())
             store(THUMBNAIL_KEY, png, fp, total.visits)
         else:
             report.skipped.append(THUMBNAIL_KEY)
@@ -356,12 +358,13 @@ def draw_site(
                 continue
             same_input = (_stats_key(span_stats), variant)
             if same_input not in drawn:
-                places = locations_for(span.value)
-                scale = VARIANTS[variant]
-                if len(places.visits) == 0:
-                    drawn[same_input] = _empty_map(scale)
-                else:
-                    drawn[same_input] = render_world_map(places, scale=scale)
+                with metrics.timed_render(MAP, span.value):
+                    places = locations_for(span.value)
+                    scale = VARIANTS[variant]
+                    if len(places.visits) == 0:
+                        drawn[same_input] = _empty_map(scale)
+                    else:
+                        drawn[same_input] = render_world_map(places, scale=scale)
             store(key, drawn[same_input], fp, span_stats.visits)
     return DrawnSite(report, new, now)
 

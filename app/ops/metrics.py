@@ -32,6 +32,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
     values,
 )
 
@@ -198,3 +199,10 @@ def process_exit() -> None:
     """A worker stops: its queue depth leaves the sum (its counters stay)."""
     if MULTIPROC_DIR is not None:
         multiprocess.mark_process_dead(os.getpid(), MULTIPROC_DIR)
+
+
+def serve_worker_metrics(host: str, port: int) -> None:
+    """Expose this process's metrics on ``host:port`` in a thread of their own: a job
+    worker (``hitmap worker``) has no web server, and its render times are its news.
+    Raises OSError when the address cannot be bound."""
+    start_http_server(port, addr=host, registry=REGISTRY)

@@ -242,3 +242,22 @@ def test_on_sqlite_a_render_draws_without_holding_the_write_lock(settings, clock
             assert len(repo.image_metas(session, scope)) == 6
     finally:
         engine.dispose()
+
+
+def test_a_render_job_reports_its_render_times_to_metrics(ctx):
+    from prometheus_client import REGISTRY
+
+    def rendered(kind: str, span: str) -> float:
+        labels = {"kind": kind, "range": span}
+        return REGISTRY.get_sample_value("hitmap_render_seconds_count", labels) or 0.0
+
+    site = make_site(ctx, make_account(ctx))
+    add_visits(ctx, site, ctx.clock.now().date(), LONDON)
+    before = {(k, s): rendered(k, s) for k, s in [("thumbnail", "all"), ("map", "24h")]}
+
+    result = render_site_job(ctx, site.site_id)
+
+    assert result.rendered == 6
+    assert rendered("thumbnail", "all") == before[("thumbnail", "all")] + 1
+    # Every range holds the one visit: they share one drawing, timed once.
+    assert rendered("map", "24h") == before[("map", "24h")] + 1

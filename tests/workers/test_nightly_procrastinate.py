@@ -199,3 +199,45 @@ def test_migrate_installs_the_queue_and_worker_once_drains_it(pg_ctx, monkeypatc
     assert _jobs(ctx) == []  # done, and successful jobs are not kept
     with ctx.db.session() as session:
         assert len(repo.image_metas(session, site)) == 6
+
+
+def test_worker_serves_its_render_times_as_metrics(pg_ctx, monkeypatch):
+    import socket
+    import urllib.request
+
+    from click.testing import CliRunner
+
+    from app import cli
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    scraped: list[str] = []
+    real_run = engine_app.run_worker
+
+    def run_then_scrape(*args, **kwargs):
+        real_run(*args, **kwargs)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            scraped.append(answer.read().decode())
+
+    monkeypatch.setattr(engine_app, "run_worker", run_then_scrape)
+    ctx = pg_ctx
+    site = make_site(ctx, make_account(ctx))
+    add_visits(ctx, site, ctx.clock.now().date(), LONDON)
+    with ctx.db.session() as session:
+        engine_app.defer_renders(session, [site.site_id], reason="manual")
+
+    args = ["worker", "--once", "--metrics-port", str(port)]
+    drained = CliRunner().invoke(cli.main, args, obj=ctx)
+
+    assert drained.exit_code == 0, drained.output
+    (text,) = scraped
+    thumbnails = [
+        line
+        for line in text.splitlines()
+        if line.startswith('hitmap_render_seconds_count{kind="thumbnail",range="all"}')
+    ]
+    assert thumbnails and float(thumbnails[0].split()[-1]) >= 1.0
+    taken = CliRunner().invoke(cli.main, args, obj=ctx)  # the port is still held
+    assert taken.exit_code == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in taken.output
