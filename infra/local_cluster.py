@@ -47,6 +47,8 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from widgets import widget_version
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "nginx"))
 import render as nginx_render  # noqa: E402 - infra/nginx is a folder of scripts, not a package
@@ -630,9 +632,9 @@ class Smoke:
         self.style_change_rendered_by_worker()
         self.public_map_page()
 
-        with self.step("/w.js: a year's cache with ?v=, the app's own without") as detail:
+        with self.step("/w.js: a year's cache with the snippet's ?v=, an hour without") as detail:
             anyone = self.browser()
-            versioned = anyone.get("/w.js?v=0.1.0", **{"Accept-Encoding": "gzip"})
+            versioned = anyone.get(f"/w.js?v={widget_version()}", **{"Accept-Encoding": "gzip"})
             plain = anyone.get("/w.js")
             direct = _direct_get(c.web_ports[0], "/w.js")
             _expect(versioned.status == 200 and plain.status == 200, "not served")

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.ingest.images import NEUTRAL, CounterImage
 from app.ingest.service import HitRequest, HitResult, IngestService, Outcome
-from widgets import widget_source
+from widgets import widget_source, widget_version
 
 log = logging.getLogger("hitmap.ingest")
 router = APIRouter(tags=["counter"])
@@ -107,13 +107,22 @@ async def _answer(send: Send, result: HitResult, if_none_match: bytes | None) ->
     await send({"type": "http.response.body", "body": body})
 
 
+# The snippet names /w.js?v=<digest of this script>: that URL's bytes never change, so
+# browsers and proxies may keep it for a year. Any other URL (a snippet pasted before
+# the script changed, or none) gets the current script for an hour: pasted snippets
+# are never updated, and must pick up a new script within the hour.
+WIDGET_CACHE_VERSIONED = "public, max-age=31536000, immutable"
+WIDGET_CACHE_OTHER = "public, max-age=3600"
+
+
 @router.get("/w.js", include_in_schema=False)
-def widget_script() -> Response:
+def widget_script(v: str | None = None) -> Response:
+    current = v == widget_version()
     return Response(
         WIDGET_SOURCE,
         media_type="text/javascript",
         headers={
-            "Cache-Control": "public, max-age=3600",
+            "Cache-Control": WIDGET_CACHE_VERSIONED if current else WIDGET_CACHE_OTHER,
             "Cross-Origin-Resource-Policy": "cross-origin",
         },
     )
