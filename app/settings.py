@@ -102,8 +102,9 @@ class Settings(BaseSettings):
     )
     secret_key: str | None = Field(
         default=None,
-        description="Key for sessions, CSRF and visitor hashing. Default: generated once "
-        "and stored in <data dir>/secret_key.",
+        description="Key for CSRF tokens, signed flash messages and login-throttle buckets "
+        "(sessions and API tokens are stored as hashes; visitor hashes use the daily salts). "
+        "Default: generated once and stored in <data dir>/secret_key.",
     )
     production: bool = Field(
         default=False, description="Production mode: refuses a weak secret key."
