@@ -34,11 +34,15 @@ def sites_with_retention(session: Session, default_days: int) -> list[int]:
 
 # One bounded statement per batch, by physical row id: a TID scan on PostgreSQL (an
 # IN (subquery) there may be planned as a hash join over the whole table) and rowid
-# lookups on SQLite. Visits and clicks are never updated, so the ids stay put.
+# lookups on SQLite. Visits and clicks are never updated, so the ids stay put. The
+# outer WHERE repeats site and day: a ctid is unique only within one physical table,
+# so on a day-partitioned table (infra/SCALING.md) it alone could name another site's
+# row; with the filter it is a TID scan with a filter, and routable by site_id.
 _BATCH_SQL = {
-    "postgresql": "DELETE FROM {table} WHERE ctid = ANY(ARRAY("
+    "postgresql": "DELETE FROM {table} WHERE site_id = :site AND day < :before "
+    "AND ctid = ANY(ARRAY("
     "SELECT ctid FROM {table} WHERE site_id = :site AND day < :before LIMIT :limit))",
-    "sqlite": "DELETE FROM {table} WHERE rowid IN ("
+    "sqlite": "DELETE FROM {table} WHERE site_id = :site AND day < :before AND rowid IN ("
     "SELECT rowid FROM {table} WHERE site_id = :site AND day < :before LIMIT :limit)",
 }
 
