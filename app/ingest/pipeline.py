@@ -68,10 +68,11 @@ class Hit:
     client_ip: str | None = None
     visitor_hash: bytes | None = None
     location: Location = field(default=UNKNOWN_LOCATION)
+    # The UTC day the hit counts for; set once (several steps and the writer read it).
+    day: dt.date = field(init=False)
 
-    @property
-    def day(self) -> dt.date:
-        return self.received_at.astimezone(dt.UTC).date()
+    def __post_init__(self) -> None:
+        self.day = self.received_at.astimezone(dt.UTC).date()
 
 
 Step = Callable[[Hit], DropReason | None]
