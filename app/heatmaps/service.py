@@ -15,6 +15,7 @@ import io
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from html import escape
 
 import numpy as np
@@ -83,6 +84,23 @@ def render_points(points: np.ndarray, bucket: WidthBucket, radius: float) -> tup
     return render_heatmap(xs, ys, spec), spec.width, spec.height
 
 
+@dataclass(frozen=True, slots=True)
+class NewRender:
+    """A heatmap :func:`draw_heatmap` drew, for :func:`store_heatmap` to keep."""
+
+    path: str
+    bucket: str
+    first: dt.date
+    last: dt.date
+    clicks: int
+    last_click_id: int
+    width: int
+    height: int
+    radius: float
+    png: bytes
+    rendered_at: dt.datetime
+
+
 def heatmap(
     session: Session,
     settings: Settings,
@@ -93,11 +111,27 @@ def heatmap(
     days: DateRange,
 ) -> RenderedHeatmap | None:
     """The stored heatmap if current, else a new render (stored); None without clicks."""
+    result, new = draw_heatmap(session, settings, now, scope, path, bucket, days)
+    if new is not None:
+        store_heatmap(session, scope, new)
+    return result
+
+
+def draw_heatmap(
+    session: Session,
+    settings: Settings,
+    now: dt.datetime,
+    scope: SiteScope,
+    path: str,
+    bucket: WidthBucket,
+    days: DateRange,
+) -> tuple[RenderedHeatmap | None, NewRender | None]:
+    """The stored heatmap if current, else a new render to store (reads only)."""
     clicks, last_id = repository.fingerprint(
         session, scope, path, bucket.name, days.first, days.last
     )
     if clicks == 0:
-        return None
+        return None, None
     radius = settings.heatmap_radius
     stored = repository.stored_render(session, scope, path, bucket.name, days.first, days.last)
     if stored is not None and stored.radius == radius and stored.width == bucket.reference_width:
@@ -105,27 +139,34 @@ def heatmap(
         today = now.astimezone(dt.UTC).date()
         recent = now - stored.rendered_at < dt.timedelta(seconds=settings.heatmap_fresh_seconds)
         if same_input or (days.last >= today and recent):
-            return RenderedHeatmap(stored.png, stored.width, stored.height, stored.clicks, False)
+            kept = RenderedHeatmap(stored.png, stored.width, stored.height, stored.clicks, False)
+            return kept, None
     span = days.preset.value if days.preset else "custom"
     with metrics.timed_render("heatmap", span):
         points = repository.click_points(session, scope, path, bucket.name, days.first, days.last)
         png, width, height = render_points(points, bucket, radius)
+    new = NewRender(
+        path, bucket.name, days.first, days.last, clicks, last_id, width, height, radius, png, now
+    )
+    return RenderedHeatmap(png, width, height, clicks, True), new
+
+
+def store_heatmap(session: Session, scope: SiteScope, new: NewRender) -> None:
     repository.save_render(
         session,
         scope,
-        path=path,
-        bucket=bucket.name,
-        first=days.first,
-        last=days.last,
-        clicks=clicks,
-        last_click_id=last_id,
-        width=width,
-        height=height,
-        radius=radius,
-        png=png,
-        rendered_at=now,
+        path=new.path,
+        bucket=new.bucket,
+        first=new.first,
+        last=new.last,
+        clicks=new.clicks,
+        last_click_id=new.last_click_id,
+        width=new.width,
+        height=new.height,
+        radius=new.radius,
+        png=new.png,
+        rendered_at=new.rendered_at,
     )
-    return RenderedHeatmap(png, width, height, clicks, True)
 
 
 def _cell(value: object) -> object:

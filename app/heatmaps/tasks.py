@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 
 from app.context import AppContext
 from app.heatmaps import repository, service
-from app.heatmaps.schemas import DateRange, Preset
+from app.heatmaps.schemas import DateRange, Preset, RenderedHeatmap
+from app.settings import WidthBucket
 from app.sites import authz
 from app.sites.scope import SiteScope
 
@@ -45,6 +46,24 @@ def _site_scope(ctx: AppContext, site_id: int) -> SiteScope | None:
 def _discarded(site_id: int) -> HeatmapJobResult:
     log.info("site %s no longer exists; heatmap job discarded", site_id)
     return HeatmapJobResult(site_id, "discarded")
+
+
+def _render_one(
+    ctx: AppContext, scope: SiteScope, path: str, bucket: WidthBucket, days: DateRange
+) -> RenderedHeatmap | None:
+    """One heatmap in short transactions: no lock is held for the whole site."""
+    args = (ctx.settings, ctx.clock.now(), scope, path, bucket, days)
+    if ctx.db.dialect != "sqlite":
+        with ctx.db.session() as session:
+            return service.heatmap(session, *args)
+    # SQLite has one write lock for the whole database: draw from a snapshot, so the
+    # counter's writer is not held up, then store in a transaction of its own.
+    with ctx.db.snapshot() as session:
+        result, new = service.draw_heatmap(session, *args)
+    if new is not None:
+        with ctx.db.session() as session:
+            service.store_heatmap(session, scope, new)
+    return result
 
 
 def render_site_heatmaps(
@@ -77,11 +96,7 @@ def render_site_heatmaps(
             for bucket in ctx.settings.width_buckets:
                 if not page.per_bucket.get(bucket.name):
                     continue
-                # One short transaction per heatmap: no lock is held for the whole site.
-                with ctx.db.session() as session:
-                    result = service.heatmap(
-                        session, ctx.settings, ctx.clock.now(), scope, page.path, bucket, days
-                    )
+                result = _render_one(ctx, scope, page.path, bucket, days)
                 if result is not None and result.fresh_render:
                     rendered += 1
                 else:

@@ -299,3 +299,50 @@ def test_nightly_job_renders_default_heatmaps_once_and_discards_gone_sites(ctx, 
 
     gone = tasks.render_site_heatmaps(ctx, 999_999)
     assert gone.status == "discarded"
+
+
+def test_on_sqlite_the_nightly_heatmaps_draw_without_holding_the_write_lock(
+    settings, clock, tmp_path
+):
+    """As for maps: the counter's writer must not wait while a heatmap is drawn."""
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from app.context import build_context
+    from app.db import Database, make_engine
+    from app.heatmaps import service
+    from app.main import create_app
+    from app.migrate import upgrade
+
+    path = tmp_path / "own.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    own = build_context(settings, db=Database(engine), clock=clock)
+    scope = make_site(own, make_account(own))
+    attempts: list[str] = []
+    real = service.render_points
+
+    def draw_while_another_connection_writes(*args):
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # fails at once if the lock is held
+            other.execute("ROLLBACK")
+            attempts.append("took the write lock")
+        except sqlite3.OperationalError as exc:
+            attempts.append(str(exc))
+        finally:
+            other.close()
+        return real(*args)
+
+    try:
+        with TestClient(create_app(own), base_url="http://hitmap.test") as client:
+            _cluster(client, scope.public_key, 3, 100, 100, path="/a")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(service, "render_points", draw_while_another_connection_writes)
+            result = tasks.render_site_heatmaps(own, scope.site_id)
+        assert attempts == ["took the write lock"]
+        assert (result.status, result.rendered) == ("rendered", 1)
+        assert _renders(own) == 1
+    finally:
+        engine.dispose()
