@@ -4,7 +4,9 @@
 (the job queue included); a password in the URL goes to the tools in PGPASSWORD,
 never on a command line that ``ps`` shows. ``hitmap restore`` runs ``pg_restore``
 into the configured database in one transaction, as the configured user (owners
-and grants of the dump are not replayed): when it fails, nothing changed.
+and grants of the dump are not replayed): when it fails, nothing changed. Into a
+database that has tables, the schema is emptied and refilled in that transaction
+(through psql), so a dump of an older Hitmap meets no table of a newer one.
 
 The dump holds the database only. The secret key is configuration: with several
 web hosts it is HITMAP_SECRET_KEY, the same on each; keep it with the backup.
@@ -14,9 +16,11 @@ by that host when the database answers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from psycopg.conninfo import make_conninfo
@@ -116,8 +120,68 @@ def restore(engine: Engine, source: Path, *, force: bool) -> None:
             "in it. Add --force to replace it, or restore into an empty database"
         )
     conninfo, env = libpq(url)
+    if has_tables:
+        # pg_restore --clean drops only what the dump holds: tables a newer Hitmap
+        # added would stay, and the migration after the restore would fail on them.
+        # So the schema is emptied and refilled in one transaction.
+        with engine.connect() as conn:
+            schema = str(conn.scalar(text("SELECT current_schema()")))
+        _replace_schema(pg_restore, _tool("psql"), conninfo, env, schema, source)
+        return
     args = [pg_restore, "--no-owner", "--no-privileges", "--exit-on-error"]
     args += ["--single-transaction", "--no-password", f"--dbname={conninfo}"]
-    if has_tables:
-        args += ["--clean", "--if-exists"]  # drop what the dump is about to create
     _run([*args, str(source)], env, "pg_restore")
+
+
+def _replace_schema(
+    pg_restore: str, psql: str, conninfo: str, env: dict[str, str], schema: str, source: Path
+) -> None:
+    """Drop everything in ``schema`` and restore the dump into it, in one transaction.
+
+    pg_restore writes the dump as SQL into psql; COMMIT is sent only after pg_restore
+    has succeeded, so a failure of either leaves the database as it was."""
+    quoted = '"' + schema.replace('"', '""') + '"'
+    restore_args = [pg_restore, "--no-owner", "--no-privileges", "--file=-", str(source)]
+    psql_args = [psql, "--no-psqlrc", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1"]
+    psql_args += [f"--dbname={conninfo}"]
+    with tempfile.TemporaryFile() as restore_err, tempfile.TemporaryFile() as psql_err:
+        # Paths from shutil.which, arguments ours: no shell.
+        try:
+            dump = subprocess.Popen(  # noqa: S603
+                restore_args, stdout=subprocess.PIPE, stderr=restore_err, env=env
+            )
+        except OSError as exc:
+            raise BackupError(f"cannot run {pg_restore}: {describe_os_error(exc)}") from exc
+        try:
+            apply = subprocess.Popen(  # noqa: S603
+                psql_args,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=psql_err,
+                env=env,
+            )
+        except OSError as exc:
+            dump.kill()
+            dump.wait()
+            raise BackupError(f"cannot run {psql}: {describe_os_error(exc)}") from exc
+        assert apply.stdin is not None and dump.stdout is not None
+        try:
+            apply.stdin.write(f"BEGIN;\nDROP SCHEMA {quoted} CASCADE;\n".encode())
+            apply.stdin.write(f"CREATE SCHEMA {quoted};\n".encode())
+            shutil.copyfileobj(dump.stdout, apply.stdin)
+            if dump.wait() == 0:
+                apply.stdin.write(b"COMMIT;\n")
+        except BrokenPipeError:
+            pass  # psql stopped at an error; its message says which
+        finally:
+            dump.stdout.close()
+            with contextlib.suppress(BrokenPipeError):
+                apply.stdin.close()
+        applied = apply.wait()
+        dumped = dump.wait()
+        for code, name, err in ((dumped, "pg_restore", restore_err), (applied, "psql", psql_err)):
+            if code != 0:
+                err.seek(0)
+                lines = err.read().decode(errors="replace").strip().splitlines()
+                detail = "\n".join(lines[-STDERR_LINES:]) or f"exit status {code}"
+                raise BackupError(f"{name} failed:\n{detail}\n(nothing was changed)")

@@ -141,3 +141,43 @@ def test_an_sqlite_backup_is_not_restored_into_postgresql(source, tmp_path, monk
     assert result.exit_code == 1
     assert "is not a pg_dump custom-format file" in result.stderr
     assert _counts(source.settings.effective_database_url)["visits"] == 6
+
+
+def test_a_dump_of_an_older_schema_restores_into_a_migrated_database(tmp_path, monkeypatch):
+    """pg_restore --clean would drop only what the dump holds: the newer tables would stay
+    and the migration after the restore would fail on them."""
+    from alembic import command
+
+    from app.migrate import alembic_config
+
+    dump = tmp_path / "old.dump"
+    with fresh_postgres("hitmap_old") as old:
+        engine = make_engine(old)
+        try:
+            with engine.begin() as conn:
+                command.upgrade(alembic_config(connection=conn), "0004")
+                conn.execute(
+                    text(
+                        "INSERT INTO accounts (email, password_hash, created_at) "
+                        "VALUES ('old@example.org', 'x', now())"
+                    )
+                )
+        finally:
+            engine.dispose()
+        monkeypatch.setenv("HITMAP_DATABASE_URL", old)
+        assert _run("backup", str(dump)).exit_code == 0
+    with fresh_postgres("hitmap_restore") as scratch:
+        monkeypatch.setenv("HITMAP_DATABASE_URL", scratch)
+        assert _run("migrate").exit_code == 0  # at head: retention_runs and more exist
+
+        restored = _run("restore", str(dump))
+
+        assert restored.exit_code == 0, restored.output
+        assert "already current" in _run("migrate").stdout
+        engine = make_engine(scratch)
+        try:
+            with engine.connect() as conn:
+                assert conn.scalar(text("SELECT email FROM accounts")) == "old@example.org"
+                assert conn.scalar(text("SELECT count(*) FROM retention_runs")) == 0
+        finally:
+            engine.dispose()
