@@ -632,19 +632,22 @@ class Smoke:
         self.style_change_rendered_by_worker()
         self.public_map_page()
 
-        with self.step("/w.js: a year's cache with the snippet's ?v=, an hour without") as detail:
+        with self.step("/w.js: the loader an hour, the widget it names a year") as detail:
             anyone = self.browser()
-            versioned = anyone.get(f"/w.js?v={widget_version()}", **{"Accept-Encoding": "gzip"})
-            plain = anyone.get("/w.js")
-            direct = _direct_get(c.web_ports[0], "/w.js")
-            _expect(versioned.status == 200 and plain.status == 200, "not served")
-            cache = versioned.header("Cache-Control")
-            _expect(cache == "public, max-age=31536000, immutable", f"?v=: {cache!r}")
-            _expect(versioned.header("Content-Encoding") == "gzip", "w.js is not gzipped")
-            _expect(gzip.decompress(versioned.body) == direct.body, "w.js differs from the app's")
-            app_cache = direct.header("Cache-Control")
-            _expect(plain.header("Cache-Control") == app_cache, "the app's Cache-Control is lost")
-            detail.append(f"versioned {cache!r}, plain {app_cache!r} as the app sends it")
+            loader = anyone.get("/w.js")
+            widget_path = f"/w/{widget_version()}.js"
+            _expect(loader.status == 200, f"/w.js answered {loader.status}")
+            _expect(widget_path.encode() in loader.body, f"the loader does not name {widget_path}")
+            widget = anyone.get(widget_path, **{"Accept-Encoding": "gzip"})
+            direct = _direct_get(c.web_ports[0], widget_path)
+            _expect(widget.status == 200, f"{widget_path} answered {widget.status}")
+            cache = widget.header("Cache-Control")
+            _expect(cache == "public, max-age=31536000, immutable", f"widget: {cache!r}")
+            _expect(widget.header("Content-Encoding") == "gzip", "the widget is not gzipped")
+            _expect(gzip.decompress(widget.body) == direct.body, "not the app's widget")
+            loader_cache = loader.header("Cache-Control")
+            _expect(loader_cache == "public, max-age=3600", f"loader: {loader_cache!r}")
+            detail.append(f"loader {loader_cache!r}, widget {cache!r}")
 
         with self.step("/metrics is not reachable through nginx") as detail:
             source = self.client_ip

@@ -1,4 +1,9 @@
-"""The embeddable JavaScript served at /w.js (shipped as package data)."""
+"""The embeddable JavaScript (shipped as package data).
+
+Snippets name ``/w.js``: a small loader, cached for an hour, since pasted snippets are
+never updated. It loads the widget itself from ``/w/<version>.js``, whose bytes never
+change for that version (cached for a year).
+"""
 
 import hashlib
 from functools import cache
@@ -11,6 +16,11 @@ def widget_source() -> bytes:
 
 @cache
 def widget_version() -> str:
-    """The ``v`` of the snippet's ``/w.js?v=…``: a digest of the script, so the URL a
-    snippet names never changes its bytes while this release serves it."""
+    """A digest of the widget: the name of its never-changing URL."""
     return hashlib.sha256(widget_source()).hexdigest()[:12]
+
+
+@cache
+def loader_source() -> bytes:
+    template = (files(__name__) / "loader.js").read_bytes()
+    return template.replace(b"__VERSION__", widget_version().encode())

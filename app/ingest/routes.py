@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.ingest.images import NEUTRAL, CounterImage
 from app.ingest.service import HitRequest, HitResult, IngestService, Outcome
-from widgets import widget_source, widget_version
+from widgets import loader_source, widget_source, widget_version
 
 log = logging.getLogger("hitmap.ingest")
 router = APIRouter(tags=["counter"])
@@ -107,22 +107,29 @@ async def _answer(send: Send, result: HitResult, if_none_match: bytes | None) ->
     await send({"type": "http.response.body", "body": body})
 
 
-# The snippet names /w.js?v=<digest of this script>: that URL's bytes never change, so
-# browsers and proxies may keep it for a year. Any other URL (a snippet pasted before
-# the script changed, or none) gets the current script for an hour: pasted snippets
-# are never updated, and must pick up a new script within the hour.
-WIDGET_CACHE_VERSIONED = "public, max-age=31536000, immutable"
-WIDGET_CACHE_OTHER = "public, max-age=3600"
+# Snippets name /w.js, the loader: pasted snippets never change, so an hour's cache lets
+# a new release reach every page. The widget itself is /w/<digest>.js, whose bytes never
+# change: a year, immutable. An older digest (a loader cached before a release) gets
+# the current widget for an hour rather than a 404.
+CACHE_LOADER = "public, max-age=3600"
+CACHE_WIDGET = "public, max-age=31536000, immutable"
+_SCRIPT_HEADERS = {"Cross-Origin-Resource-Policy": "cross-origin"}
 
 
 @router.get("/w.js", include_in_schema=False)
-def widget_script(v: str | None = None) -> Response:
-    current = v == widget_version()
+def widget_loader() -> Response:
+    return Response(
+        loader_source(),
+        media_type="text/javascript",
+        headers={"Cache-Control": CACHE_LOADER, **_SCRIPT_HEADERS},
+    )
+
+
+@router.get("/w/{version}.js", include_in_schema=False)
+def widget_script(version: str) -> Response:
+    current = version == widget_version()
     return Response(
         WIDGET_SOURCE,
         media_type="text/javascript",
-        headers={
-            "Cache-Control": WIDGET_CACHE_VERSIONED if current else WIDGET_CACHE_OTHER,
-            "Cross-Origin-Resource-Policy": "cross-origin",
-        },
+        headers={"Cache-Control": CACHE_WIDGET if current else CACHE_LOADER, **_SCRIPT_HEADERS},
     )

@@ -12,7 +12,6 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.sites import authz, repository
 from app.sites.keys import new_site_key, normalize_hostname
 from app.sites.scope import SiteScope
-from widgets import widget_version
 
 MAX_NAME_LENGTH = 100
 MAX_HOSTNAMES = 50
@@ -91,5 +90,5 @@ def snippet(base_url: str, scope: SiteScope) -> Snippet:
         f'<img src="{base}/c/{key}.png" alt="{alt}" '
         f'loading="eager" referrerpolicy="strict-origin-when-cross-origin"></a>'
     )
-    script = f'<script async src="{base}/w.js?v={widget_version()}" data-site="{key}"></script>'
+    script = f'<script async src="{base}/w.js" data-site="{key}"></script>'
     return Snippet(counter_html=counter, script_html=script)

@@ -41,7 +41,7 @@ STEPS = (
     "PASS 2 workers: the night is queued once",
     "PASS a counter style change is drawn by a worker",
     "PASS public map page and its image through nginx (gzip)",
-    "PASS /w.js: a year's cache with the snippet's ?v=",
+    "PASS /w.js: the loader an hour, the widget it names a year",
     "PASS /metrics is not reachable through nginx",
     "PASS one web process stops: nginx keeps serving",
     "PASS stop everything",

@@ -1,30 +1,32 @@
-"""/w.js: the snippet's versioned URL is cached for a year, any other for an hour."""
+"""/w.js, the loader snippets name (an hour's cache), and /w/<digest>.js, the widget
+(a year, immutable): a new release reaches every pasted snippet within the hour."""
 
 from __future__ import annotations
 
 import re
 
-from tests.factories import make_account, make_site
-from widgets import widget_source, widget_version
+from widgets import loader_source, widget_source, widget_version
+
+HOUR = "public, max-age=3600"
+YEAR = "public, max-age=31536000, immutable"
 
 
-def test_the_snippets_versioned_url_is_immutable_and_others_are_short(ctx, client):
-    site = make_site(ctx, make_account(ctx))
-    with ctx.db.session() as session:
-        from app.sites import authz, service
+def test_the_loader_names_this_releases_widget_and_is_cached_an_hour(client):
+    loader = client.get("/w.js")
 
-        scope = authz.site_for_job(session, site.site_id)
-        assert scope is not None
-        snippet = service.snippet("http://hitmap.test", scope).script_html
-    src = re.search(r'src="http://hitmap\.test(/w\.js\?v=([0-9a-f]{12}))"', snippet)
-    assert src is not None and src.group(2) == widget_version()
+    assert loader.status_code == 200 and loader.content == loader_source()
+    assert loader.headers["cache-control"] == HOUR
+    assert loader.headers["content-type"].startswith("text/javascript")
+    named = re.findall(rb'"/w/([0-9a-f]{12})\.js"', loader.content)
+    assert named == [widget_version().encode()]
+    assert widget_version().encode() not in widget_source()  # no digest of itself
 
-    versioned = client.get(src.group(1))
-    stale = client.get("/w.js?v=000000000000")  # pasted before the script changed
-    plain = client.get("/w.js")
 
-    assert versioned.content == stale.content == plain.content == widget_source()
-    assert versioned.headers["cache-control"] == "public, max-age=31536000, immutable"
-    assert stale.headers["cache-control"] == "public, max-age=3600"
-    assert plain.headers["cache-control"] == "public, max-age=3600"
-    assert versioned.headers["content-type"].startswith("text/javascript")
+def test_the_widget_is_immutable_under_its_digest_and_current_under_any_other(client):
+    current = client.get(f"/w/{widget_version()}.js")
+    older = client.get("/w/000000000000.js")  # a loader cached before a release asks
+
+    assert current.content == older.content == widget_source()
+    assert current.headers["cache-control"] == YEAR
+    assert older.headers["cache-control"] == HOUR
+    assert current.headers["cross-origin-resource-policy"] == "cross-origin"
