@@ -254,9 +254,15 @@ def store_images(
         for i in images
     ]
     # One compiled statement, executed for many rows (cached; psycopg pipelines them).
+    # A render never replaces a newer one: on SQLite, jobs of two processes draw
+    # outside any lock, and one that began before a style change must not store last.
     stmt = insert_for(session, RenderedImage)
     excluded = {name: stmt.excluded[name] for name in [*_IMAGE_VALUES, "checked_at"]}
-    upsert = stmt.on_conflict_do_update(index_elements=_IMAGE_KEY, set_=excluded)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=_IMAGE_KEY,
+        set_=excluded,
+        where=RenderedImage.rendered_at <= stmt.excluded.rendered_at,
+    )
     session.connection().execute(upsert, rows)
 
 

@@ -261,3 +261,31 @@ def test_a_render_job_reports_its_render_times_to_metrics(ctx):
     assert rendered("thumbnail", "all") == before[("thumbnail", "all")] + 1
     # Every range holds the one visit: they share one drawing, timed once.
     assert rendered("map", "24h") == before[("map", "24h")] + 1
+
+
+def test_a_render_that_began_before_a_newer_one_never_overwrites_it(ctx, clock):
+    """On SQLite two processes draw outside any lock: a nightly job that read the old
+    style must not store its thumbnail over the one drawn after a style change."""
+    from app.maps import service
+
+    site = make_site(ctx, make_account(ctx))
+    add_visits(ctx, site, clock.now().date(), LONDON)
+    with ctx.db.session() as session:
+        early = service.draw_site(session, clock, site)  # the old style, at the start
+    clock.set(clock.now() + dt.timedelta(minutes=1))
+    with ctx.db.session() as session:
+        service.save_style(
+            session, clock, site, service.parse_style("large", "#0000ff", "dark", "on")
+        )
+    assert render_site_job(ctx, site.site_id).rendered >= 1
+    with ctx.db.session() as session:
+        newer = {m.kind: m.etag for m in repo.image_metas(session, site)}
+
+    with ctx.db.session() as session:
+        service.store_drawn(session, site, early)  # the early job stores last
+
+    with ctx.db.session() as session:
+        kept = {m.kind: m.etag for m in repo.image_metas(session, site)}
+    assert kept == newer
+    early_thumbnail = next(i for i in early.images if i.kind == service.THUMBNAIL)
+    assert kept[service.THUMBNAIL] != early_thumbnail.etag
