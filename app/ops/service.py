@@ -80,7 +80,9 @@ class ReadinessService:
 
     def database_checks(self) -> tuple[Check, Check]:
         try:
-            with self.db.session() as session:
+            # Reads only: on SQLite a snapshot does not queue for the write lock the
+            # counter's writer needs (a long write would read as "database down").
+            with self.db.snapshot() as session:
                 repository.ping(session)
                 current = repository.schema_revisions(session)
         except Exception as exc:  # any failure is an answer: the probe must never 500

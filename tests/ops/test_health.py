@@ -115,7 +115,7 @@ def test_readyz_is_503_when_the_geoip_database_is_not_loaded(ctx, client):
 def test_readyz_answers_in_time_when_the_database_hangs(
     settings, clock, database_url, tmp_path, monkeypatch
 ):
-    """SQLite: another connection holds the write lock. PostgreSQL: a server that
+    """SQLite: another connection holds an exclusive lock. PostgreSQL: a server that
     accepts the connection and never says a word."""
     monkeypatch.setattr(service, "READY_TIMEOUT_SECONDS", 0.5)
     checks_started = []
@@ -158,10 +158,14 @@ def _hanging_database(database_url: str, tmp_path):
         path = tmp_path / "locked.sqlite3"
         engine = make_engine(f"sqlite:///{path}")
         upgrade(engine)
+        engine.dispose()
+        # Readiness only reads (a snapshot, which a writer does not block): an
+        # exclusive-mode lock, which blocks readers too, until its connection closes.
         lock = sqlite3.connect(path, isolation_level=None)
-        lock.execute("BEGIN IMMEDIATE")  # our sessions begin IMMEDIATE too: they wait
+        lock.execute("PRAGMA locking_mode=EXCLUSIVE")
+        lock.execute("BEGIN EXCLUSIVE")
         try:
-            yield Database(engine), lock.rollback
+            yield Database(engine), lock.close
         finally:
             lock.close()
             engine.dispose()
@@ -172,4 +176,24 @@ def _hanging_database(database_url: str, tmp_path):
         yield Database(engine), silent.close
     finally:
         silent.close()
+        engine.dispose()
+
+
+def test_readyz_on_sqlite_does_not_wait_for_the_write_lock(settings, clock, tmp_path):
+    """A long write (a big site's deletion, a restore) holds SQLite's one write lock:
+    readiness reads from a snapshot and stays 200."""
+    path = tmp_path / "busy.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        ctx = build_context(settings, db=Database(engine), clock=clock)
+        with _client(ctx) as client:
+            started = time.monotonic()
+            response = client.get("/readyz")
+        assert response.status_code == 200, response.json()
+        assert time.monotonic() - started < 1.0
+    finally:
+        writer.close()
         engine.dispose()
