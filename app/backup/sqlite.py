@@ -230,6 +230,13 @@ def restore(settings: Settings, source: Path, *, force: bool) -> RestoreReport:
                 f"the database {target} already holds {held}; a restore replaces everything "
                 "in it. Add --force to replace it, or set HITMAP_DATA_DIR to an empty folder"
             )
+        pending = _spooled_segments(settings.spool_dir)
+        if pending and not force:
+            raise Conflict(
+                f"{settings.spool_dir} holds {len(pending)} segments of hits not yet written "
+                "to the database a restore would replace (they name its sites by id): start "
+                "`hitmap serve` once to write them, or add --force to set them aside"
+            )
         settings.ensure_data_dir()
         target.parent.mkdir(parents=True, exist_ok=True)
         with work_dir(target.parent) as work:
@@ -244,6 +251,8 @@ def restore(settings: Settings, source: Path, *, force: bool) -> RestoreReport:
                     "running on it? Stop it first"
                 ) from exc
             report = RestoreReport(revision, counts)
+            if pending:
+                _set_aside(settings, pending, report)
             _restore_key(settings, work / KEY_NAME, report)
             _restore_spool(settings, work / "spool", report)
     return report
@@ -285,6 +294,22 @@ def _restore_key(settings: Settings, key: Path, report: RestoreReport) -> None:
         return
     write_private(settings.data_dir / KEY_NAME, key.read_bytes())
     report.notes.append(f"secret key restored to {settings.data_dir / KEY_NAME}")
+
+
+def _spooled_segments(spool: Path) -> list[Path]:
+    return sorted(spool.glob("spool-*.log")) if spool.is_dir() else []
+
+
+def _set_aside(settings: Settings, segments: list[Path], report: RestoreReport) -> None:
+    """Move the replaced database's spool out of the way: replayed into the restored
+    database, its hits would land on whichever sites now have those ids."""
+    aside = settings.data_dir / f"spool.replaced-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    aside.mkdir()
+    for segment in segments:
+        segment.rename(aside / segment.name)
+    report.notes.append(
+        f"{len(segments)} spooled hit segments of the replaced database moved to {aside}"
+    )
 
 
 def _restore_spool(settings: Settings, spool: Path, report: RestoreReport) -> None:

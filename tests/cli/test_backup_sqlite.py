@@ -16,6 +16,7 @@ import threading
 from contextlib import closing
 
 import pytest
+from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
@@ -23,7 +24,7 @@ from app import cli
 from app.clock import FixedClock
 from app.context import build_context
 from app.main import create_app
-from app.migrate import upgrade
+from app.migrate import alembic_config, upgrade
 from app.settings import Settings
 from tests.api.helpers import bearer, token_for
 from tests.conftest import START, TEST_GEOIP
@@ -120,7 +121,8 @@ def test_backup_while_hits_are_written_is_a_consistent_copy(source, site, tmp_pa
     assert manifest["counts"]["visits"] == visits and manifest["database"] == "sqlite"
     key = (tmp_path / "out" / "secret_key").read_text()
     assert key == (source.settings.data_dir / "secret_key").read_text()
-    assert f"backup written to {archive}: schema 0005, 1 accounts, 1 sites" in result.stdout
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert f"backup written to {archive}: schema {head}, 1 accounts, 1 sites" in result.stdout
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
@@ -238,3 +240,34 @@ def test_restore_refuses_what_is_not_a_hitmap_backup(env, tmp_path):
     assert pg.exit_code == 1 and "is a PostgreSQL dump" in pg.stderr
     assert not (tmp_path / "outside").exists()
     assert not (tmp_path / "fresh" / "hitmap.sqlite3").exists()
+
+
+def test_restore_sets_aside_the_replaced_databases_spool_only_when_forced(
+    env, source, site, tmp_path
+):
+    """Spooled hits name sites by id: replayed into the restored database they would
+    land on whichever sites have those ids there."""
+    archive = tmp_path / "backup.tar.gz"
+    assert _run("backup", str(archive), obj=source).exit_code == 0
+    target = tmp_path / "target"
+    env.setenv("HITMAP_DATA_DIR", str(target))
+    assert _run("migrate").exit_code == 0
+    (target / "spool").mkdir()
+    stranger = target / "spool" / "spool-00000000000000000007-99.log"
+    stranger.write_bytes(b"hits of the database being replaced")
+
+    refused = _run("restore", str(archive))
+
+    assert refused.exit_code == 1
+    assert "holds 1 segments of hits not yet written" in refused.stderr
+    assert _counts(target / "hitmap.sqlite3")["accounts"] == 0  # nothing changed
+    assert stranger.exists()
+
+    forced = _run("restore", str(archive), "--force")
+
+    assert forced.exit_code == 0, forced.output
+    assert not stranger.exists() and list((target / "spool").iterdir()) == []
+    (aside,) = target.glob("spool.replaced-*")
+    assert (aside / stranger.name).read_bytes() == b"hits of the database being replaced"
+    assert f"moved to {aside}" in forced.stdout
+    assert _counts(target / "hitmap.sqlite3")["visits"] == 12
