@@ -17,6 +17,7 @@ import glob
 import os
 import re
 import shutil
+import socket
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator
@@ -178,7 +179,9 @@ def _alive(pid: int) -> bool:
 
 
 def metrics_dir(settings: Settings) -> Path:
-    return settings.data_dir / "metrics" / f"serve-{settings.port}"
+    # The host's name too: containers or machines may share one data dir (a volume),
+    # and each `hitmap serve` must own its files (process ids repeat across hosts).
+    return settings.data_dir / "metrics" / f"serve-{socket.gethostname()}-{settings.port}"
 
 
 def use_worker_processes(settings: Settings) -> Path | None:

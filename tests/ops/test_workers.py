@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -160,7 +161,7 @@ def test_two_workers_one_sum(database_url, tmp_path):
             "HITMAP_LOG_FORMAT": "json",
         }
         server = _Serve(env, port, tmp_path / "serve.log")
-        metrics_dir = data / "metrics" / f"serve-{port}"
+        metrics_dir = data / "metrics" / f"serve-{socket.gethostname()}-{port}"
         try:
             _wait_for(lambda: _events(server.log).count("worker_ready") == 2)
             workers = _worker_pids(metrics_dir)
