@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 
@@ -31,3 +33,17 @@ def fresh_postgres(prefix: str = "hitmap_test") -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def try_sqlite_write_lock(path: Path) -> str:
+    """Take and release the write lock of the SQLite file at ``path`` from a connection
+    of its own, without waiting: "took the write lock", or SQLite's refusal."""
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return "took the write lock"
+    except sqlite3.OperationalError as exc:
+        return str(exc)
+    finally:
+        other.close()

@@ -305,8 +305,6 @@ def test_on_sqlite_the_nightly_heatmaps_draw_without_holding_the_write_lock(
     settings, clock, tmp_path
 ):
     """As for maps: the counter's writer must not wait while a heatmap is drawn."""
-    import sqlite3
-
     from fastapi.testclient import TestClient
 
     from app.context import build_context
@@ -314,6 +312,7 @@ def test_on_sqlite_the_nightly_heatmaps_draw_without_holding_the_write_lock(
     from app.heatmaps import service
     from app.main import create_app
     from app.migrate import upgrade
+    from tests.databases import try_sqlite_write_lock
 
     path = tmp_path / "own.sqlite3"
     engine = make_engine(f"sqlite:///{path}")
@@ -324,15 +323,7 @@ def test_on_sqlite_the_nightly_heatmaps_draw_without_holding_the_write_lock(
     real = service.render_points
 
     def draw_while_another_connection_writes(*args):
-        other = sqlite3.connect(path, timeout=0, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")  # fails at once if the lock is held
-            other.execute("ROLLBACK")
-            attempts.append("took the write lock")
-        except sqlite3.OperationalError as exc:
-            attempts.append(str(exc))
-        finally:
-            other.close()
+        attempts.append(try_sqlite_write_lock(path))
         return real(*args)
 
     try:

@@ -201,12 +201,11 @@ def test_hitmap_worker_needs_postgresql(ctx):
 def test_on_sqlite_a_render_draws_without_holding_the_write_lock(settings, clock, tmp_path):
     """The counter's writer must not wait for a map being drawn: SQLite has one write
     lock for the whole database, and a render job used to hold it while drawing."""
-    import sqlite3
-
     from app.context import build_context
     from app.db import Database, make_engine
     from app.maps import service
     from app.migrate import upgrade
+    from tests.databases import try_sqlite_write_lock
 
     path = tmp_path / "own.sqlite3"
     engine = make_engine(f"sqlite:///{path}")
@@ -219,15 +218,7 @@ def test_on_sqlite_a_render_draws_without_holding_the_write_lock(settings, clock
     real = service.draw_site
 
     def draw_while_another_connection_writes(session, **kwargs):
-        other = sqlite3.connect(path, timeout=0, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")  # fails at once if the lock is held
-            other.execute("ROLLBACK")
-            attempts.append("took the write lock")
-        except sqlite3.OperationalError as exc:
-            attempts.append(str(exc))
-        finally:
-            other.close()
+        attempts.append(try_sqlite_write_lock(path))
         return real(session, **kwargs)
 
     try:
