@@ -14,19 +14,19 @@ import datetime as dt
 import logging
 
 import pytest
-from procrastinate.periodic import PeriodicDeferrer
-from sqlalchemy import text
 
 from app.clock import FixedClock
-from app.context import build_context
-from app.db import Database, make_engine
 from app.maps import repository as repo
-from app.migrate import upgrade
 from app.sites import authz
 from app.sites import service as sites
 from tests.factories import make_account, make_site
-from tests.live import own_database
 from tests.maps.helpers import LONDON, PARIS, SYDNEY, add_visits
+from tests.workers.procrastinate_helpers import (
+    deferred_by_two_workers,
+    queue_context,
+    queue_jobs,
+    run_two_workers,
+)
 from workers import procrastinate_app as engine_app
 
 UTC = dt.UTC
@@ -34,76 +34,16 @@ UTC = dt.UTC
 
 @pytest.fixture
 def pg_ctx(settings, tmp_path):
-    with own_database("postgresql", tmp_path) as url:
-        engine = make_engine(url)
-        upgrade(engine)
-        assert engine_app.apply_schema(engine) is True
-        assert engine_app.apply_schema(engine) is False  # idempotent
-        settings.database_url = url
-        ctx = build_context(
-            settings,
-            db=Database(engine),
-            clock=FixedClock(dt.datetime(2026, 11, 22, 12, tzinfo=UTC)),
-        )
-        try:
-            yield ctx
-        finally:
-            engine.dispose()
+    with queue_context(settings, tmp_path) as ctx:
+        yield ctx
 
 
 def _jobs(ctx) -> list[tuple[str, str, dict]]:
-    """The maps queue's jobs (the nightly retention has a queue of its own)."""
-    with ctx.db.engine.connect() as conn:
-        return [
-            (name, status, args)
-            for name, status, args in conn.execute(
-                text(
-                    "SELECT task_name, status::text, args FROM procrastinate_jobs "
-                    "WHERE queue_name = :q ORDER BY id"
-                ),
-                {"q": engine_app.QUEUE},
-            )
-        ]
-
-
-async def _deferred_by_two_workers(ctx) -> None:
-    """What both workers' periodic deferrers do at the clock's "now"."""
-    apps = [engine_app.make_app(ctx, schedule=True) for _ in range(2)]
-    for app in apps:
-        async with app.open_async():
-            deferrer = PeriodicDeferrer(registry=app.periodic_registry, **app.periodic_defaults)
-            await deferrer.defer_jobs(deferrer.get_previous_tasks(at=ctx.clock.now().timestamp()))
+    return queue_jobs(ctx, engine_app.QUEUE)
 
 
 async def _run_two_workers(ctx, expected_jobs: int) -> None:
-    """Two workers on the queue until every job has finished."""
-    apps = [engine_app.make_app(ctx, schedule=False) for _ in range(2)]
-    async with apps[0].open_async(), apps[1].open_async():
-        workers = [
-            asyncio.create_task(
-                app.run_worker_async(
-                    name=f"w{i}",
-                    install_signal_handlers=False,
-                    fetch_job_polling_interval=0.1,
-                    delete_jobs="never",
-                )
-            )
-            for i, app in enumerate(apps, 1)
-        ]
-        try:
-            for _ in range(600):
-                jobs = _jobs(ctx)
-                if len(jobs) >= expected_jobs and all(
-                    s not in ("todo", "doing") for _, s, _ in jobs
-                ):
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError(f"jobs did not finish: {_jobs(ctx)}")
-        finally:
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+    await run_two_workers(ctx, engine_app.QUEUE, expected_jobs)
 
 
 def _rendered_at(ctx, scope) -> set[dt.datetime]:
@@ -134,12 +74,12 @@ def test_one_nightly_run_on_two_workers_renders_changed_sites_only(pg_ctx, monke
     caplog.set_level(logging.INFO, logger="hitmap.maps.jobs")
 
     clock.set(dt.datetime(2026, 11, 23, 2, 59, tzinfo=UTC))
-    asyncio.run(_deferred_by_two_workers(ctx))
+    asyncio.run(deferred_by_two_workers(ctx))
     assert _jobs(ctx) == []  # not due yet
 
     clock.set(dt.datetime(2026, 11, 23, 3, 0, 20, tzinfo=UTC))
-    asyncio.run(_deferred_by_two_workers(ctx))
-    asyncio.run(_deferred_by_two_workers(ctx))  # a worker restarted: still one
+    asyncio.run(deferred_by_two_workers(ctx))
+    asyncio.run(deferred_by_two_workers(ctx))  # a worker restarted: still one
     assert [(n, s) for n, s, _ in _jobs(ctx)] == [(engine_app.NIGHTLY_TASK, "todo")]
 
     asyncio.run(_run_two_workers(ctx, expected_jobs=4))
@@ -162,7 +102,7 @@ def test_one_nightly_run_on_two_workers_renders_changed_sites_only(pg_ctx, monke
     clock.set(dt.datetime(2026, 11, 23, 18, tzinfo=UTC))
     add_visits(ctx, a, dt.date(2026, 11, 23), SYDNEY)
     clock.set(dt.datetime(2026, 11, 24, 3, 0, 7, tzinfo=UTC))
-    asyncio.run(_deferred_by_two_workers(ctx))
+    asyncio.run(deferred_by_two_workers(ctx))
     asyncio.run(_run_two_workers(ctx, expected_jobs=4 + 3))
     assert [s for _, s, _ in _jobs(ctx)] == ["succeeded"] * 7
     assert _rendered_at(ctx, a) == {clock.now()}
