@@ -170,7 +170,7 @@ class BeaconService:
             beacon.page_origin,
             [[getattr(c, f) for f in CLICK_FIELDS] for c in beacon.clicks],
         ]
-        self.writer.outage.spool_records(SPOOL_KIND, [site_id], [row], record_id)
+        self.writer.outage.spool_records(SPOOL_KIND, [beacon.site.scope], [row], record_id)
 
     def _store(self, beacon: Beacon, record_id: str) -> None:
         assert beacon.site is not None and beacon.path is not None and beacon.page_origin

@@ -91,13 +91,12 @@ class Outage:
         self._appliers[kind] = apply
 
     def spool_records(
-        self, kind: str, site_ids: Iterable[int], rows: list[Any], record_id: str | None = None
+        self, kind: str, sites: Iterable[SiteScope], rows: list[Any], record_id: str | None = None
     ) -> None:
         """Make another feature's records durable until the database is back."""
-        self.spool.append(
-            {"v": [], "d": [], "x": {kind: {"sites": sorted(site_ids), "rows": rows}}},
-            record_id,
-        )
+        scopes = list(sites)
+        extra = {kind: {"sites": sorted({s.site_id for s in scopes}), "rows": rows}}
+        self.spool.append({"v": [], "d": [], "x": extra, "k": _keys(scopes)}, record_id)
 
     # --- replay ------------------------------------------------------------------------
 
@@ -157,7 +156,7 @@ class Outage:
             for kind in extra.values():
                 site_ids.update(kind["sites"])
             # A site deleted meanwhile is simply missing here: its hits are discarded.
-            scopes = authz.ingest_sites_by_id(session, site_ids)
+            scopes = _same_sites(authz.ingest_sites_by_id(session, site_ids), data.get("k"))
             visits, drops = decode(data, scopes)
             inserted = repository.insert_visits(session, visits)
             repository.add_drops(session, drops)
@@ -172,6 +171,7 @@ class Outage:
 
 
 def encode(visits: Iterable[NewVisit], drops: Counter[DropKey]) -> dict[str, Any]:
+    visits = list(visits)
     rows = [
         [v.scope.site_id, v.day.isoformat(), v.visitor_hash.hex(), *v.location.as_row()]
         for v in visits
@@ -179,7 +179,22 @@ def encode(visits: Iterable[NewVisit], drops: Counter[DropKey]) -> dict[str, Any
     return {
         "v": rows,
         "d": [[k.scope.site_id, k.day.isoformat(), k.reason, n] for k, n in drops.items()],
+        "k": _keys([v.scope for v in visits] + [k.scope for k in drops]),
     }
+
+
+def _keys(scopes: Iterable[SiteScope]) -> dict[str, str]:
+    """Each site's public key, by id: ids are what records name, keys are never reused."""
+    return {str(s.site_id): s.public_key for s in scopes}
+
+
+def _same_sites(scopes: dict[int, SiteScope], keys: dict[str, str] | None) -> dict[int, SiteScope]:
+    """The sites a record was spooled for. SQLite gives a deleted site's id (when it
+    was the newest) to the next site created: its hits must not count for that one.
+    Records spooled before keys were written name none and keep every site."""
+    if not keys:
+        return scopes
+    return {i: s for i, s in scopes.items() if keys.get(str(i), s.public_key) == s.public_key}
 
 
 def decode(

@@ -69,3 +69,39 @@ def _visit_count(ctx, scope) -> int:
         return session.scalar(
             select(func.count()).select_from(Visit).where(Visit.site_id == scope.site_id)
         )
+
+
+def test_spooled_hits_never_count_for_another_site_that_got_the_same_id(ctx, client, monkeypatch):
+    """SQLite gives a deleted site's id (when it was the newest) to the next site
+    created; a record spooled for the first must not count for the second. The id is
+    handed over here by changing the site's key, which works on both databases."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from app.ingest import repository
+
+    first = make_site(ctx, make_account(ctx))
+    other = make_site(ctx, make_account(ctx), domain="other.example.org")
+    assert hit(client, first.public_key).status_code == 200
+    assert hit(client, other.public_key, referer="https://other.example.org/").status_code == 200
+    real = repository.insert_visits
+
+    def broken(*args, **kwargs):
+        raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(repository, "insert_visits", broken)
+    hit(client, first.public_key, ip="89.160.20.112")
+    hit(client, other.public_key, ip="89.160.20.112", referer="https://other.example.org/")
+    writer = ctx.ingest.writer
+    assert writer.stats.spooled_hits == 2
+    monkeypatch.setattr(repository, "insert_visits", real)
+    with ctx.db.session() as session:  # the id now names a site of someone else
+        session.execute(
+            text("UPDATE sites SET public_key = :k WHERE id = :id"),
+            {"k": "Zz" * 11, "id": first.site_id},
+        )
+
+    assert writer.replay_once(now=True) >= 1
+
+    assert _visit_count(ctx, first) == 1  # only the hit before the outage
+    assert _visit_count(ctx, other) == 2  # its spooled hit was replayed
