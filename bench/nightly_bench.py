@@ -426,9 +426,8 @@ def per_site(sizes: list[int], places: Places, compare_raw: bool) -> None:
         print(f"{header}   query→PNG(all)   whole job (thumbnail + 5 maps)")
         for site_id, size in zip(site_ids, sizes, strict=True):
             with ctx.db.session() as session:
-                key = repo.site_key(session, site_id)
-                assert key is not None
-                scope = authz.site_for_admin(session, key)
+                scope = authz.site_for_job(session, site_id)
+                assert scope is not None
                 today = NIGHT_ONE.date()
                 cells, rows_all = [], 0
                 for span in SPANS:
@@ -465,9 +464,8 @@ def _explain(ctx: AppContext, site_id: int, size: int) -> None:
 
     cells = []
     with ctx.db.session() as session:
-        key = repo.site_key(session, site_id)
-        assert key is not None
-        scope = authz.site_for_admin(session, key)
+        scope = authz.site_for_job(session, site_id)
+        assert scope is not None
         for span in SPANS:
             stmt = repo.place_counts_query(scope, service.window(span, NIGHT_ONE.date()))
             sql = str(

@@ -283,17 +283,14 @@ class Cluster:
         return proc
 
     def _wait_ready(self, proc: Proc) -> None:
-        """200 from /readyz (database, migrations, GeoIP); a build without it: /w.js."""
+        """200 from /readyz (database, migrations, GeoIP)."""
         assert proc.port is not None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if not proc.alive():
                 raise SmokeFailed(f"{proc.name} exited at start-up:\n{proc.tail()}")
             try:
-                status = _plain_get(proc.port, "/readyz")
-                if status == 404:
-                    status = _plain_get(proc.port, "/w.js")
-                if status == 200:
+                if _plain_get(proc.port, "/readyz") == 200:
                     return
             except OSError:
                 pass

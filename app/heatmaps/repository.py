@@ -207,11 +207,6 @@ def count_clicks(session: Session, scope: SiteScope) -> int:
     )
 
 
-def site_key(session: Session, site_id: int) -> str | None:
-    """The key of a site by id, for jobs (which then go through authz), or None if gone."""
-    return session.scalar(select(Site.public_key).where(Site.id == site_id))
-
-
 # --- pages -----------------------------------------------------------------------------
 
 

@@ -1,8 +1,8 @@
 """All SQL of the maps: location aggregates by range, stored images, styles, nightly claims.
 
 Tenant data is read and written only through a :class:`SiteScope`. Jobs, which carry
-a bare site id, first turn it into a key (:func:`site_key`) and get their scope from
-``app.sites.authz`` like every other caller.
+a bare site id, get their scope from ``app.sites.authz.site_for_job`` like every other
+caller gets theirs.
 """
 
 from __future__ import annotations
@@ -311,19 +311,6 @@ def save_style(
 
 
 # --- jobs ----------------------------------------------------------------------------
-
-
-def site_key(session: Session, site_id: int, *, lock: bool = False) -> str | None:
-    """The public key of a site by id (jobs carry ids); None when the site is gone.
-
-    ``lock``: on PostgreSQL, hold the site's row until commit (FOR NO KEY UPDATE), so
-    that one render of a site runs at a time across all processes and the site
-    cannot be deleted under it. Counting visits is not blocked (it takes KEY SHARE).
-    """
-    stmt = select(Site.public_key).where(Site.id == site_id)
-    if lock:
-        stmt = stmt.with_for_update(key_share=True)
-    return session.scalar(stmt)
 
 
 def relax_durability(session: Session) -> None:

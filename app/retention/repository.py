@@ -12,11 +12,6 @@ from app.models import HeatmapClick, RetentionRun, Site, Visit
 from app.sites.scope import SiteScope
 
 
-def site_key(session: Session, site_id: int) -> str | None:
-    """The public key of a site by id (jobs carry ids); None when the site is gone."""
-    return session.scalar(select(Site.public_key).where(Site.id == site_id))
-
-
 def retention_of(session: Session, scope: SiteScope) -> int | None:
     return session.scalar(select(Site.retention_days).where(Site.id == scope.site_id))
 

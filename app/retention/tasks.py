@@ -53,11 +53,10 @@ def purge_site_job(
 ) -> PurgeResult:
     """Delete the site's raw visits and clicks older than its retention on ``night``."""
     with ctx.db.session() as session:
-        key = repo.site_key(session, site_id)
-        if key is None:
+        scope = authz.site_for_job(session, site_id)
+        if scope is None:
             log.info("site %s no longer exists; retention job discarded", site_id)
             return PurgeResult(site_id, "discarded")
-        scope = authz.site_for_admin(session, key)
         choice = service.choice_of(session, scope)
     before = service.cutoff(night, service.effective_days(choice, ctx.settings.retention_days))
     if before is None:
