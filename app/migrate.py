@@ -26,8 +26,42 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
 
 
 def upgrade(engine: Engine) -> None:
-    with engine.begin() as conn:
-        command.upgrade(alembic_config(connection=conn), "head")
+    """Migrate to head in one transaction.
+
+    On SQLite, foreign keys are off while it runs: a migration that rebuilds a table
+    drops the old one, and with foreign keys on that DROP deletes the rows of every
+    child table through ON DELETE CASCADE. SQLite ignores the pragma inside a
+    transaction, so it is set before; ``PRAGMA foreign_key_check`` then stands in
+    for the checks, and any violation rolls the whole migration back.
+    """
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            _sqlite_foreign_keys(conn, on=False)
+        try:
+            with conn.begin():
+                command.upgrade(alembic_config(connection=conn), "head")
+                if sqlite:
+                    _check_foreign_keys(conn)
+        finally:
+            if sqlite:
+                _sqlite_foreign_keys(conn, on=True)
+
+
+def _sqlite_foreign_keys(conn: Connection, *, on: bool) -> None:
+    # On the driver's connection: through SQLAlchemy, the statement would begin a
+    # transaction first (the engine's "begin" hook), inside which SQLite ignores it.
+    conn.connection.driver_connection.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")  # type: ignore[union-attr]
+
+
+def _check_foreign_keys(conn: Connection) -> None:
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        tables = sorted({row[0] for row in broken})
+        raise RuntimeError(
+            f"migration left {len(broken)} rows without their parent in {', '.join(tables)}; "
+            "nothing was changed"
+        )
 
 
 def is_current(engine: Engine) -> bool:

@@ -61,6 +61,8 @@ class Base(DeclarativeBase):
 
 class Account(Base):
     __tablename__ = "accounts"
+    # SQLite would otherwise hand the newest deleted id to the next row (migration 0007).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
@@ -105,6 +107,9 @@ class LoginThrottle(Base):
 
 class Site(Base):
     __tablename__ = "sites"
+    # A deleted site's id is never given to another: caches, queued hits, spooled
+    # records and jobs name sites by id (migration 0007).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     account_id: Mapped[int] = mapped_column(
@@ -118,6 +123,20 @@ class Site(Base):
     # Days of raw visits and clicks the nightly retention keeps (app/retention):
     # NULL follows HITMAP_RETENTION_DAYS, 0 keeps them forever.
     retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True, default=None)
+
+
+class SiteChange(Base):
+    """The site directory's change log: one row per deleted site or changed hostname,
+    written by triggers (migration 0007), so that every web process drops its cached
+    entry for that key within a second (``app.ingest.directory``), whatever deleted
+    the site (the owner, account deletion, an operator's SQL)."""
+
+    __tablename__ = "site_changes"
+    # Pollers read rows after the last seq they saw: a seq must never be reused.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    public_key: Mapped[str] = mapped_column(String(32))
 
 
 class SiteHostname(Base):
@@ -211,6 +230,7 @@ __all__ = [
     "LoginSession",
     "LoginThrottle",
     "Site",
+    "SiteChange",
     "SiteHostname",
     "Visit",
 ]

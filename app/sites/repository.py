@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db import insert_for
-from app.models import DailyCountryCount, LocationCount, Site, SiteHostname
+from app.models import DailyCountryCount, LocationCount, Site, SiteChange, SiteHostname
 from app.sites.scope import SiteScope
 
 
@@ -120,3 +120,30 @@ def delete_aggregates(session: Session, site_ids: Sequence[int]) -> None:
         return
     for table in (DailyCountryCount, LocationCount):
         session.execute(delete(table).where(table.site_id.in_(site_ids)))
+
+
+# --- the site directory's change log (rows written by triggers, migration 0007) ---------
+
+
+def last_change(session: Session) -> int:
+    return int(session.scalar(select(func.coalesce(func.max(SiteChange.seq), 0))) or 0)
+
+
+def changes_after(session: Session, seq: int, limit: int) -> tuple[list[tuple[int, str]], int]:
+    """Up to ``limit`` changes after ``seq`` in order, and the oldest seq still kept (0
+    when none is): a poller whose ``seq`` is older than that may have missed some."""
+    rows = session.execute(
+        select(SiteChange.seq, SiteChange.public_key)
+        .where(SiteChange.seq > seq)
+        .order_by(SiteChange.seq)
+        .limit(limit)
+    ).all()
+    oldest = session.scalar(select(func.coalesce(func.min(SiteChange.seq), 0)))
+    return [(int(s), str(k)) for s, k in rows], int(oldest or 0)
+
+
+def prune_changes(session: Session, keep: int) -> int:
+    """Keep the newest ``keep`` changes (pollers read them within seconds)."""
+    newest = last_change(session)
+    result = session.execute(delete(SiteChange).where(SiteChange.seq <= newest - keep))
+    return int(result.rowcount)  # type: ignore[attr-defined]
