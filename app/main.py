@@ -68,11 +68,13 @@ async def _background(app: FastAPI) -> AsyncIterator[None]:
     task = asyncio.create_task(run_forever(ctx))
     maps_task = asyncio.create_task(run_nightly_maps(ctx))  # SQLite only
     lag_task = asyncio.create_task(ctx.ingest.loop_lag.run())  # the load shedder's gauge
+    # Deleted sites and changed hostnames, from the change log every process polls.
+    sites_task = asyncio.create_task(ctx.ingest.watch_sites())
     log.info("worker ready", extra={"event": "worker_ready", "database": ctx.db.dialect})
     try:
         yield
     finally:
-        for running in (task, maps_task, lag_task):
+        for running in (task, maps_task, lag_task, sites_task):
             running.cancel()
             with suppress(asyncio.CancelledError):
                 await running

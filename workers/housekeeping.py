@@ -30,11 +30,16 @@ def forget_old_claims(ctx: AppContext) -> int:
     return ctx.ingest.forget_old_claims()
 
 
+def prune_site_changes(ctx: AppContext) -> int:
+    return ctx.ingest.prune_site_changes()
+
+
 async def run_forever(ctx: AppContext, interval: float = INTERVAL_SECONDS) -> None:
     while True:
         try:
             await run_in_threadpool(rotate_salts, ctx)
             await run_in_threadpool(forget_old_claims, ctx)
+            await run_in_threadpool(prune_site_changes, ctx)
         except SQLAlchemyError:
             log.exception("housekeeping failed; will retry")
         await asyncio.sleep(interval)

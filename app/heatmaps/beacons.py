@@ -178,6 +178,8 @@ class BeaconService:
         page_key = (scope.site_id, beacon.path)
         page_note = (beacon.page_origin, day)
         with self.db.session() as session:
+            if not ingest_repository.sites_still_keyed(session, [scope]):
+                return  # the site was deleted since it was looked up: the batch lands nowhere
             ingest_repository.claim_spool_record(session, record_id, self.clock.now())
             repository.insert_clicks(session, scope, day, beacon.path, beacon.clicks)
             if self._pages.get(page_key) != page_note:

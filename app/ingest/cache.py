@@ -42,6 +42,9 @@ class RefreshingCache(Generic[K, V]):
         self._entries: dict[K, tuple[float, V]] = {}
         self._refreshing: set[K] = set()
         self._lock = threading.Lock()
+        # Counts invalidations: a load that began before one may have read what was
+        # just deleted, so it is returned to its caller but not kept.
+        self._epoch = 0
 
     def get(self, key: K) -> V:
         """The value, loading it when missing or expired; a failed reload serves the stale one."""
@@ -66,13 +69,16 @@ class RefreshingCache(Generic[K, V]):
 
     def put(self, key: K, value: V) -> None:
         with self._lock:
-            if len(self._entries) >= self._max_entries and key not in self._entries:
-                # Remembered misses go first (a flood of made-up keys must not push out
-                # the warmed sites); only then everything, which costs one load per key.
-                self._entries = {k: e for k, e in self._entries.items() if e[1] is not None}
-                if len(self._entries) >= self._max_entries:
-                    self._entries.clear()
-            self._entries[key] = (time.monotonic(), value)
+            self._put(key, value)
+
+    def _put(self, key: K, value: V) -> None:  # holding the lock
+        if len(self._entries) >= self._max_entries and key not in self._entries:
+            # Remembered misses go first (a flood of made-up keys must not push out
+            # the warmed sites); only then everything, which costs one load per key.
+            self._entries = {k: e for k, e in self._entries.items() if e[1] is not None}
+            if len(self._entries) >= self._max_entries:
+                self._entries.clear()
+        self._entries[key] = (time.monotonic(), value)
 
     def expire(
         self, key: K, *, older_than: float = 0.0, unless: Callable[[V], bool] | None = None
@@ -86,13 +92,21 @@ class RefreshingCache(Generic[K, V]):
                 return
             self._entries[key] = (entry[0] - self._ttl, entry[1])
 
+    def cached_keys(self) -> list[K]:
+        with self._lock:
+            return list(self._entries)
+
     def invalidate(self, key: K) -> None:
         with self._lock:
+            self._epoch += 1
             self._entries.pop(key, None)
 
     def _reload(self, key: K) -> V:
+        epoch = self._epoch
         value = self._load(key)
-        self.put(key, value)
+        with self._lock:
+            if self._epoch == epoch:
+                self._put(key, value)
         return value
 
     def _refresh_in_background(self, key: K) -> None:

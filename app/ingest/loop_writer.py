@@ -19,7 +19,7 @@ import psycopg
 from psycopg import AsyncConnection
 
 from app.ingest import repository
-from app.ingest.repository import DropKey, NewVisit, VisitKey
+from app.ingest.repository import DropKey, Inserted, NewVisit
 from app.ingest.writer import HitWriter, Pending, claim_id
 
 log = logging.getLogger("hitmap.ingest")
@@ -102,7 +102,7 @@ class LoopWriter:
 
     async def _commit(
         self, visits: list[NewVisit], drops: Counter[DropKey], claim: str | None
-    ) -> set[VisitKey]:
+    ) -> Inserted:
         reused = self._aconn is not None and not self._aconn.closed
         try:
             return await self._commit_once(visits, drops, claim)
@@ -115,7 +115,7 @@ class LoopWriter:
 
     async def _commit_once(
         self, visits: list[NewVisit], drops: Counter[DropKey], claim: str | None
-    ) -> set[VisitKey]:
+    ) -> Inserted:
         w = self.writer
         if self._aconn is None or self._aconn.closed:
             self._aconn = await AsyncConnection.connect(self.conninfo, autocommit=True)

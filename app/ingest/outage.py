@@ -31,7 +31,7 @@ from app.clock import Clock
 from app.db import Database
 from app.ingest import repository
 from app.ingest.geoip import Location
-from app.ingest.repository import DropKey, NewVisit, VisitKey
+from app.ingest.repository import DropKey, Inserted, NewVisit
 from app.ingest.spool import Spool, SpoolRecord
 from app.ops import metrics
 from app.sites import authz
@@ -46,7 +46,7 @@ REPLAY_INTERVAL_SECONDS = 1.0
 # Writes a spooled kind of record: (session, scopes of the sites still there, rows).
 Applier = Callable[[Session, dict[int, SiteScope], list[Any]], None]
 # Told about visits a replay inserted (and the batch they came in): the writer's memory.
-Counted = Callable[[set[VisitKey], list[NewVisit]], None]
+Counted = Callable[[Inserted, list[NewVisit]], None]
 
 
 class Outage:
@@ -88,6 +88,7 @@ class Outage:
         self.spool.append(encode(visits, drops), record_id)
 
     def register(self, kind: str, apply: Applier) -> None:
+        """Another kind of spooled record; each of its rows starts with its site's id."""
         self._appliers[kind] = apply
 
     def spool_records(
@@ -164,7 +165,20 @@ class Outage:
                 self._appliers[kind](session, scopes, records["rows"])
         if visits:
             metrics.HITS_REPLAYED.inc(len(visits))
+        _count_discarded(data, scopes)
         self._counted(inserted, visits)
+
+
+def _count_discarded(data: dict[str, Any], scopes: dict[int, SiteScope]) -> None:
+    """Rows of sites deleted before the replay (not in ``dropped_hits``: its rows
+    belong to a site)."""
+    hits = sum(1 for row in data["v"] if row[0] not in scopes)
+    if hits:
+        metrics.SPOOLED_DISCARDED.labels("hits").inc(hits)
+    for kind, records in data.get("x", {}).items():
+        rows = sum(1 for row in records["rows"] if row[0] not in scopes)
+        if rows:
+            metrics.SPOOLED_DISCARDED.labels(kind).inc(rows)
 
 
 # --- spool records -----------------------------------------------------------------

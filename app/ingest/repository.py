@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -23,6 +23,7 @@ from app.models import (
     DailySalt,
     DroppedHits,
     LocationCount,
+    Site,
     Visit,
 )
 from app.sites.scope import SiteScope
@@ -42,6 +43,13 @@ class NewVisit:
     @property
     def key(self) -> VisitKey:
         return (self.scope.site_id, self.day, self.visitor_hash)
+
+
+class Inserted(set[VisitKey]):
+    """The keys of the visits a batch inserted; ``gone``: the ids of sites it named that
+    were deleted meanwhile (their visits land nowhere, neither counted nor lost)."""
+
+    gone: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,19 @@ def stored_salt_days(session: Session) -> list[dt.date]:
     return list(session.scalars(select(DailySalt.day).order_by(DailySalt.day)))
 
 
+def sites_still_keyed(session: Session, scopes: Iterable[SiteScope]) -> set[int]:
+    """The ids among ``scopes`` that still name the site of the same key.
+
+    A write checks this in its own transaction (SQLite: under the database's one write
+    lock), so rows never land under a site other than the one whose key the hit
+    named, even if the site was deleted and its id given to another meanwhile."""
+    keys = {s.site_id: s.public_key for s in scopes}
+    if not keys:
+        return set()
+    rows = session.execute(select(Site.id, Site.public_key).where(Site.id.in_(sorted(keys))))
+    return {site_id for site_id, key in rows if keys[site_id] == key}
+
+
 def total_visits(session: Session, scope: SiteScope) -> int:
     total = session.scalar(
         select(func.coalesce(func.sum(DailyCountryCount.visits), 0)).where(
@@ -77,7 +98,7 @@ def total_visits(session: Session, scope: SiteScope) -> int:
     return int(total or 0)
 
 
-def insert_visits(session: Session, visits: Sequence[NewVisit]) -> set[VisitKey]:
+def insert_visits(session: Session, visits: Sequence[NewVisit]) -> Inserted:
     """Insert a batch, ignoring visits already stored; count the new ones in the aggregates.
 
     Returns the keys of the visits this call inserted. The aggregates are derived from
@@ -86,9 +107,12 @@ def insert_visits(session: Session, visits: Sequence[NewVisit]) -> set[VisitKey]
     # First occurrence wins; key order, so that concurrent writers never deadlock.
     unique = sorted({v.key: v for v in reversed(visits)}.values(), key=lambda v: v.key)
     if not unique:
-        return set()
+        return Inserted()
     if session.get_bind().dialect.name == "postgresql":
         return _insert_visits_postgresql(session, unique)
+    live = sites_still_keyed(session, [v.scope for v in unique])
+    gone = frozenset(v.scope.site_id for v in unique if v.scope.site_id not in live)
+    unique = [v for v in unique if v.scope.site_id in live]
     rows = [
         {
             "site_id": v.scope.site_id,
@@ -104,7 +128,8 @@ def insert_visits(session: Session, visits: Sequence[NewVisit]) -> set[VisitKey]
         for v in unique
     ]
     returned = _bulk_insert(session, _VISITS, rows, returning=("site_id", "day", "visitor_hash"))
-    inserted: set[VisitKey] = {(r[0], r[1], bytes(r[2])) for r in returned}
+    inserted = Inserted((r[0], r[1], bytes(r[2])) for r in returned)
+    inserted.gone = gone
     if not inserted:
         return inserted
     countries: Counter[tuple[int, dt.date, str]] = Counter()
@@ -141,17 +166,20 @@ def insert_visits(session: Session, visits: Sequence[NewVisit]) -> set[VisitKey]
 
 # PostgreSQL: the batch as one array per column (binary, %b), and the visits with both
 # aggregates in one statement: the aggregates count only what the INSERT returned.
+# Each visit names its site's key with its id and is inserted only where the two still
+# belong together: a hit queued for a site deleted meanwhile lands nowhere.
 _VISITS_BATCH_SQL = """
 WITH input AS (
-    SELECT * FROM unnest(%b::bigint[], %b::date[], %b::bytea[], %b::varchar[], %b::varchar[],
-                         %b::varchar[], %b::float8[], %b::float8[], %b::int4[], %b::int8[])
-        AS t(site_id, day, visitor_hash, country_code, region, city, latitude, longitude,
-             accuracy_km, place)
+    SELECT * FROM unnest(%b::bigint[], %b::varchar[], %b::date[], %b::bytea[], %b::varchar[],
+                         %b::varchar[], %b::varchar[], %b::float8[], %b::float8[], %b::int4[],
+                         %b::int8[])
+        AS t(site_id, site_key, day, visitor_hash, country_code, region, city, latitude,
+             longitude, accuracy_km, place)
 ), ins AS (
     INSERT INTO visits (site_id, day, visitor_hash, country_code, region, city,
                         latitude, longitude, accuracy_km)
     SELECT site_id, day, visitor_hash, country_code, region, city, latitude, longitude, accuracy_km
-    FROM input
+    FROM input JOIN sites ON sites.id = input.site_id AND sites.public_key = input.site_key
     ON CONFLICT DO NOTHING
     RETURNING site_id, day, visitor_hash
 ), new AS (
@@ -174,44 +202,70 @@ WITH input AS (
     DO UPDATE SET visits = location_counts.visits + excluded.visits
 )
 SELECT site_id, day, visitor_hash FROM ins
+UNION ALL
+SELECT named.site_id, NULL, NULL FROM (SELECT DISTINCT site_id, site_key FROM input) AS named
+WHERE NOT EXISTS (SELECT FROM sites WHERE id = named.site_id AND public_key = named.site_key)
 """
 
 
 def _visit_columns(unique: list[NewVisit]) -> tuple[Any, ...]:
     """The batch as the PostgreSQL statement's parameters: one list per column."""
-    columns: list[list[Any]] = [[] for _ in range(10)]
+    columns: list[list[Any]] = [[] for _ in range(11)]
     for v in unique:
-        row = (v.scope.site_id, v.day, v.visitor_hash, *v.location.as_row(), _place(v.location))
+        scope = v.scope
+        row = (
+            scope.site_id,
+            scope.public_key,
+            v.day,
+            v.visitor_hash,
+            *v.location.as_row(),
+            _place(v.location),
+        )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     return (*columns, ALL_TIME_PERIOD)
 
 
-def _insert_visits_postgresql(session: Session, unique: list[NewVisit]) -> set[VisitKey]:
+def _insert_visits_postgresql(session: Session, unique: list[NewVisit]) -> Inserted:
     """The hot path's batch in one round trip (the generic path takes three)."""
     # Straight to the driver (its %b binary placeholders); errors still come wrapped.
     result = session.connection().exec_driver_sql(_VISITS_BATCH_SQL, _visit_columns(unique))
-    return {(site_id, day, bytes(h)) for site_id, day, h in result}
+    return _inserted(result)
+
+
+def _inserted(rows: Iterable[Any]) -> Inserted:
+    """The batch statement's answer: inserted visits, then sites gone (day NULL)."""
+    inserted = Inserted()
+    gone: set[int] = set()
+    for site_id, day, visitor_hash in rows:
+        if day is None:
+            gone.add(site_id)
+        else:
+            inserted.add((site_id, day, bytes(visitor_hash)))
+    inserted.gone = frozenset(gone)
+    return inserted
 
 
 # --- PostgreSQL on the event loop: the serving process's writer (psycopg async) ---------
 
 _DROPS_BATCH_SQL = """
 INSERT INTO dropped_hits (site_id, day, reason, hits)
-SELECT * FROM unnest(%b::bigint[], %b::date[], %b::varchar[], %b::bigint[])
+SELECT t.site_id, t.day, t.reason, t.hits
+FROM unnest(%b::bigint[], %b::varchar[], %b::date[], %b::varchar[], %b::bigint[])
+    AS t(site_id, site_key, day, reason, hits)
+JOIN sites ON sites.id = t.site_id AND sites.public_key = t.site_key
+ORDER BY 1, 2, 3
 ON CONFLICT (site_id, day, reason) DO UPDATE SET hits = dropped_hits.hits + excluded.hits
 """
 
 
-async def insert_visits_async(
-    conn: AsyncConnection[Any], visits: Sequence[NewVisit]
-) -> set[VisitKey]:
+async def insert_visits_async(conn: AsyncConnection[Any], visits: Sequence[NewVisit]) -> Inserted:
     """:func:`insert_visits` for PostgreSQL through an async psycopg connection."""
     unique = sorted({v.key: v for v in reversed(visits)}.values(), key=lambda v: v.key)
     if not unique:
-        return set()
+        return Inserted()
     cursor = await conn.execute(_VISITS_BATCH_SQL, _visit_columns(unique))
-    return {(site_id, day, bytes(h)) for site_id, day, h in await cursor.fetchall()}
+    return _inserted(await cursor.fetchall())
 
 
 async def claim_spool_record_async(
@@ -226,20 +280,31 @@ async def claim_spool_record_async(
 
 
 async def add_drops_async(conn: AsyncConnection[Any], drops: Mapping[DropKey, int]) -> None:
-    totals: Counter[tuple[int, dt.date, str]] = Counter()
-    for key, hits in drops.items():
-        totals[(key.scope.site_id, key.day, key.reason)] += hits
+    totals, site_keys = _drop_totals(drops)
     if totals:
         keys = sorted(totals)
         await conn.execute(
             _DROPS_BATCH_SQL,
             (
                 [k[0] for k in keys],
+                [site_keys[k[0]] for k in keys],
                 [k[1] for k in keys],
                 [k[2] for k in keys],
                 [totals[k] for k in keys],
             ),
         )
+
+
+def _drop_totals(
+    drops: Mapping[DropKey, int],
+) -> tuple[Counter[tuple[int, dt.date, str]], dict[int, str]]:
+    """Drop counts added up per (site id, day, reason), and each site's key."""
+    totals: Counter[tuple[int, dt.date, str]] = Counter()
+    site_keys: dict[int, str] = {}
+    for key, hits in drops.items():
+        totals[(key.scope.site_id, key.day, key.reason)] += hits
+        site_keys[key.scope.site_id] = key.scope.public_key
+    return totals, site_keys
 
 
 _VISITS: Table = Visit.__table__  # type: ignore[assignment]
@@ -316,9 +381,10 @@ def _place(location: Location) -> int | None:
 
 def add_drops(session: Session, drops: Mapping[DropKey, int]) -> None:
     """Add many dropped-hit counts at once (reasons the pipeline or the load shedder gave)."""
-    totals: Counter[tuple[int, dt.date, str]] = Counter()
-    for key, hits in drops.items():
-        totals[(key.scope.site_id, key.day, key.reason)] += hits
+    if not drops:
+        return
+    live = sites_still_keyed(session, [key.scope for key in drops])
+    totals, _ = _drop_totals({k: n for k, n in drops.items() if k.scope.site_id in live})
     rows = [
         {"site_id": site_id, "day": day, "reason": reason, "hits": n}
         for (site_id, day, reason), n in sorted(totals.items())

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -28,6 +29,7 @@ from app.errors import NotFound
 from app.ingest import pipeline, repository
 from app.ingest.budgets import Backlog, LoopLag, TokenBuckets
 from app.ingest.cache import RefreshingCache
+from app.ingest.directory import KEPT_CHANGES, POLL_SECONDS, SiteChanges
 from app.ingest.geoip import GeoLocator
 from app.ingest.images import NEUTRAL, CounterImage, CounterImages
 from app.ingest.pipeline import DropReason, Hit, IPNetwork
@@ -37,13 +39,14 @@ from app.ingest.spool import Spool
 from app.ingest.writer import Ack, HitWriter
 from app.ops import metrics
 from app.sites import authz
+from app.sites import repository as sites_repository
 from app.sites.keys import is_wellformed_key
 from app.sites.scope import SiteScope
 
 log = logging.getLogger("hitmap.ingest")
 
-# Other processes see a changed site (hostnames, deletion) within this long; the
-# process that changed it at once (the sites pages invalidate its entry).
+# A site's name and options are read again after this long. Deletions and hostname
+# changes reach every process within a second or two (``directory.SiteChanges``).
 SITE_CACHE_SECONDS = 30.0
 # Normally the answer follows the commit within milliseconds. If the database stalls
 # without failing, the image goes out after this long; the hit stays queued and is
@@ -71,6 +74,7 @@ ACK_OUTCOMES = {
     Ack.SPOOLED: Outcome.SPOOLED,
     Ack.LOST: Outcome.NOT_RECORDED,
     Ack.QUEUED: Outcome.QUEUED,
+    Ack.GONE: Outcome.UNKNOWN_SITE,
 }
 
 
@@ -116,7 +120,14 @@ class IngestService:
         self.sites: RefreshingCache[str, SiteEntry] = RefreshingCache(
             self._load_site, SITE_CACHE_SECONDS, name="site", errors=(SQLAlchemyError,)
         )
-        self.writer = HitWriter(db, Spool(spool_dir), clock, on_counted=self.images.counted)
+        self.changes = SiteChanges(db, self._forget_sites, self._reload_sites)
+        self.writer = HitWriter(
+            db,
+            Spool(spool_dir),
+            clock,
+            on_counted=self.images.counted,
+            on_gone=self._forget_sites,  # a write found the site deleted: stop counting it
+        )
         self.loop_lag = LoopLag()  # measured while `run()` runs on the serving event loop
         self.steps = pipeline.build_pipeline(
             trusted_proxies,
@@ -145,7 +156,8 @@ class IngestService:
 
         A process that has never seen a site cannot count it while the database is
         down; after this, only sites created during the outage are unknown."""
-        with self.db.session() as session:
+        with self.db.snapshot() as session:
+            self.changes.baseline(session)
             entries = authz.all_ingest_sites(session)
         for key, entry in entries.items():
             self.sites.put(key, entry)
@@ -153,6 +165,41 @@ class IngestService:
         self.salts.salt_for(today)
         self.salts.prefetch(today + dt.timedelta(days=1))
         return [scope for scope, _ in entries.values()]
+
+    # --- the site directory: deletions and hostname changes -------------------------
+
+    def site_changed(self, key: str | None = None) -> None:
+        """This process changed a site: forget it at once (a request's background task).
+
+        Deletions and hostname changes are also in the change log, which every other
+        process polls; a changed name or privacy is not, and waits SITE_CACHE_SECONDS."""
+        if key is not None:
+            self.sites.invalidate(key)
+        try:
+            self.changes.poll()
+        except SQLAlchemyError:
+            log.warning("could not read the site change log; the poller will")
+
+    async def watch_sites(self, interval: float = POLL_SECONDS) -> None:
+        """Poll the site change log for as long as the process serves."""
+        while True:
+            await asyncio.sleep(interval)
+            # While the database is down, cached sites keep counting, as they should.
+            with suppress(SQLAlchemyError):
+                await _off_loop(self.changes.poll)
+
+    def _forget_sites(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.sites.invalidate(key)
+
+    def _reload_sites(self) -> None:
+        with self.db.snapshot() as session:
+            entries = authz.all_ingest_sites(session)
+        for key in self.sites.cached_keys():
+            if key not in entries:
+                self.sites.invalidate(key)
+        for key, entry in entries.items():
+            self.sites.put(key, entry)
 
     # --- the hot path ----------------------------------------------------------------
 
@@ -169,6 +216,8 @@ class IngestService:
             return HitResult(Outcome.UNKNOWN_SITE, NEUTRAL)
         hit = self._hit(request, found)
         outcome, reason = await self._count(hit)
+        if outcome is Outcome.UNKNOWN_SITE:
+            return HitResult(outcome, NEUTRAL)
         # The image is picked after the write: a site's first visitor already sees 1.
         image = self.images.peek(hit.scope)
         if image is None:
@@ -240,6 +289,10 @@ class IngestService:
         waits for its database, so no segment can be replayed after its id is gone."""
         with self.db.session() as session:
             return repository.forget_spool_records_before(session, self.clock.now() - CLAIMS_KEPT)
+
+    def prune_site_changes(self) -> int:
+        with self.db.session() as session:
+            return sites_repository.prune_changes(session, KEPT_CHANGES)
 
     def rotate_salts(self) -> int:
         return self.salts.rotate(self.clock.now().astimezone(dt.UTC).date())

@@ -42,7 +42,7 @@ from app.clock import Clock
 from app.db import Database
 from app.ingest import repository
 from app.ingest.outage import TRANSIENT, Outage
-from app.ingest.repository import DropKey, NewVisit, VisitKey
+from app.ingest.repository import DropKey, Inserted, NewVisit, VisitKey
 from app.ingest.spool import Spool
 from app.ops import metrics
 
@@ -58,6 +58,7 @@ class Ack(StrEnum):
     REPEAT = "repeat"  # committed earlier: the same visitor today
     SPOOLED = "spooled"  # fsynced locally; written when the database is back
     LOST = "lost"  # neither database nor disk took it (logged)
+    GONE = "gone"  # its site was deleted since the hit was accepted: nothing to record
     QUEUED = "queued"  # set by a caller that stopped waiting; the writer still writes it
 
 
@@ -87,6 +88,7 @@ class HitWriter:
         clock: Clock,
         *,
         on_counted: Callable[[int, int], None] = lambda site_id, n: None,
+        on_gone: Callable[[set[str]], None] = lambda keys: None,
         max_batch: int = 2000,
     ) -> None:
         self.db = db
@@ -95,6 +97,7 @@ class HitWriter:
         self.stats = WriterStats()
         self.known: dict[VisitKey, None] = {}
         self._on_counted = on_counted
+        self._on_gone = on_gone
         self._queue: deque[Pending] = deque()
         self._in_flight = 0
         self._by_site: Counter[int] = Counter()
@@ -323,13 +326,13 @@ class HitWriter:
         finally:
             self._in_flight -= len(batch)
 
-    def committed(self, batch: list[Pending], inserted: set[VisitKey]) -> None:
+    def committed(self, batch: list[Pending], inserted: Inserted) -> None:
         self.outage.mark_up()
         self.stats.batches += 1
         self.stats.committed_hits += len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         metrics.HITS_RECORDED.inc(len(batch))
-        self.settle([(p, Ack.COUNTED if p.visit.key in inserted else Ack.REPEAT) for p in batch])
+        self.settle([(p, _ack(p.visit, inserted)) for p in batch])
 
     def _write_one_by_one(self, batch: list[Pending], drops: Counter[DropKey]) -> None:
         for item in batch:
@@ -340,7 +343,7 @@ class HitWriter:
 
     def _commit_retrying(
         self, visits: list[NewVisit], drops: Counter[DropKey], claim: str | None
-    ) -> set[VisitKey]:
+    ) -> Inserted:
         try:
             return self._commit(visits, drops, claim)
         except TRANSIENT:
@@ -350,7 +353,7 @@ class HitWriter:
 
     def _commit(
         self, visits: list[NewVisit], drops: Counter[DropKey], claim: str | None
-    ) -> set[VisitKey]:
+    ) -> Inserted:
         with self.db.kept_session(self._connection) as session:
             if claim is not None:
                 repository.claim_spool_record(session, claim, self.clock.now())
@@ -359,12 +362,16 @@ class HitWriter:
         self.counted(inserted, visits)
         return inserted
 
-    def counted(self, inserted: set[VisitKey], visits: list[NewVisit]) -> None:
+    def counted(self, inserted: Inserted, visits: list[NewVisit]) -> None:
         known = self.known
         if len(known) > KNOWN_VISITS_MAX:
             known.clear()
+        gone = inserted.gone
         for visit in visits:
-            known[visit.key] = None
+            if visit.scope.site_id not in gone:
+                known[visit.key] = None
+        if gone:
+            self._on_gone({v.scope.public_key for v in visits if v.scope.site_id in gone})
         if inserted:
             metrics.VISITS_NEW.inc(len(inserted))
         per_site = Counter(site_id for site_id, _, _ in inserted)
@@ -427,6 +434,14 @@ class HitWriter:
                 loop.call_soon_threadsafe(_resolve, settled)
 
     # --- outage: spool and replay ------------------------------------------------------
+
+
+def _ack(visit: NewVisit, inserted: Inserted) -> Ack:
+    if visit.key in inserted:
+        return Ack.COUNTED
+    if visit.scope.site_id in inserted.gone:
+        return Ack.GONE
+    return Ack.REPEAT
 
 
 def claim_id(drops: Counter[DropKey]) -> str | None:

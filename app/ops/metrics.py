@@ -71,6 +71,12 @@ HITS_LOST = Counter(
     "hitmap_hits_lost",
     "Counter hits neither the database nor the spool took (each one is also logged).",
 )
+SPOOLED_DISCARDED = Counter(
+    "hitmap_spooled_discarded",
+    "Spooled records of sites deleted before their replay, discarded: counter hits "
+    "(kind=hits) and click batches (kind=clicks).",
+    ["kind"],
+)
 BEACON_BATCHES = Counter(
     "hitmap_beacon_batches",
     "Click beacon batches by result: accepted, rejected (400), unknown_site (404), "

@@ -37,11 +37,11 @@ def _redirect(
 ) -> Response:
     """303 to ``path`` with a flash message; ``forget`` drops a site from the counter's cache.
 
-    The counter caches sites for a few seconds. The unit of work commits before the
-    response is sent and background tasks run after it, so a changed or deleted site
-    is dropped once the change is visible: new hostnames and deletions apply at once.
+    The counter caches sites. The unit of work commits before the response is sent and
+    background tasks run after it, so a changed or deleted site is dropped once the
+    change is visible: in this process at once, in the others through the change log.
     """
-    task = BackgroundTask(forget[0].ingest.sites.invalidate, forget[1]) if forget else None
+    task = BackgroundTask(forget[0].ingest.site_changed, forget[1]) if forget else None
     return RedirectResponse(flash_url(request, path, flash), status_code=303, background=task)
 
 
