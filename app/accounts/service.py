@@ -23,6 +23,7 @@ from app.security import (
     new_token,
     password_needs_rehash,
     token_digest,
+    verify_login_password,
     verify_password,
 )
 
@@ -128,7 +129,8 @@ def authenticate(
             minutes = max(1, int(policy.window.total_seconds() // 60))
             raise RateLimited(f"too many failed logins; try again in {minutes} minutes")
         account = repository.find_by_email(session, email)
-    ok = verify_password(account.password_hash if account else DUMMY_PASSWORD_HASH, password)
+    stored = account.password_hash if account else DUMMY_PASSWORD_HASH
+    ok = verify_login_password(stored, password)
     if account is None or not ok:
         raise NotAuthenticated("wrong email or password")
     new_hash = hash_password(password) if password_needs_rehash(account.password_hash) else None

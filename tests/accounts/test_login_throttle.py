@@ -211,7 +211,7 @@ def test_no_transaction_is_open_while_a_password_is_checked(
         own = build_context(settings, db=Database(engine), clock=clock)
         owner = make_account(own)
         seen: list[object] = []
-        real = accounts_service.verify_password
+        real = accounts_service.verify_login_password
 
         def check_while_another_connection_writes(password_hash: str, password: str) -> bool:
             if own.db.dialect == "sqlite":
@@ -225,7 +225,7 @@ def test_no_transaction_is_open_while_a_password_is_checked(
             with client_for(own) as client, pytest.MonkeyPatch.context() as patch:
                 login(client, owner.email)  # a browser with a session: the page reads it
                 patch.setattr(
-                    accounts_service, "verify_password", check_while_another_connection_writes
+                    accounts_service, "verify_login_password", check_while_another_connection_writes
                 )
                 assert _login_from(client, owner.email, "wrong password!", OTHER) == 401
                 assert _login_from(client, owner.email, DEFAULT_PASSWORD, OTHER) == 303
