@@ -103,8 +103,8 @@ def authenticate(
 ) -> Account:
     """The account for these credentials, or NotAuthenticated / RateLimited.
 
-    Three short units of work instead of the request's one, because checking a password
-    is slow on purpose (argon2: tens of milliseconds of CPU) and no transaction may stay
+    Short units of work of its own instead of the request's one, because checking a
+    password is slow on purpose (argon2: ~0.1 s of CPU) and no transaction may stay
     open meanwhile: on SQLite every unit of work holds the database's one write lock
     (BEGIN IMMEDIATE), so the counter's writer would wait for every login. So:
 
