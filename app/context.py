@@ -47,6 +47,8 @@ class AppContext:
         s = self.settings
         return LoginPolicy(
             max_failures=s.login_max_failures,
+            max_failures_per_address=s.login_max_failures_per_address,
+            max_failures_per_account=s.login_max_failures_per_account,
             window=dt.timedelta(seconds=s.login_window_seconds),
             session_lifetime=dt.timedelta(days=s.session_days),
         )

@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
@@ -124,8 +124,29 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `hitmap serve` binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `hitmap serve` binds.")
+    # Three budgets per window, so that a stranger's guesses cannot lock the owner out:
+    # 10 per account from one address lets a person mistype a few times and gives one
+    # guesser 10 guesses; 30 per address across accounts stops one address trying many
+    # accounts (credential stuffing) yet fits a few people behind one office NAT; 100 per
+    # account from anywhere bounds guesses spread over many addresses (9,600 a day), and
+    # locking the owner out that way takes at least ten addresses.
     login_max_failures: int = Field(
-        default=10, ge=1, description="Failed logins per account or IP before a pause."
+        default=10,
+        ge=1,
+        description="Failed logins per account from one client address before a pause.",
+    )
+    login_max_failures_per_address: int = Field(
+        default=30,
+        ge=1,
+        description="Failed logins from one client address, whatever the accounts, before "
+        "a pause; at least HITMAP_LOGIN_MAX_FAILURES.",
+    )
+    login_max_failures_per_account: int = Field(
+        default=100,
+        ge=1,
+        description="Failed logins per account from all addresses together before a pause "
+        "(for everyone: keep it well above HITMAP_LOGIN_MAX_FAILURES, so that one stranger "
+        "cannot lock the owner out); at least HITMAP_LOGIN_MAX_FAILURES.",
     )
     login_window_seconds: int = Field(
         default=900, ge=1, description="Window in which failed logins are counted."
@@ -212,6 +233,18 @@ class Settings(BaseSettings):
                     f"HITMAP_TRUSTED_PROXIES entry {entry!r} is not an IP address or CIDR "
                     "network; use e.g. 127.0.0.1,10.0.0.0/8"
                 ) from exc
+        return value
+
+    @field_validator("login_max_failures_per_address", "login_max_failures_per_account")
+    @classmethod
+    def _check_login_budgets(cls, value: int, info: ValidationInfo) -> int:
+        per_pair = info.data.get("login_max_failures")
+        if per_pair is not None and value < per_pair:
+            name = f"HITMAP_{str(info.field_name).upper()}"
+            raise ValueError(
+                f"{name} ({value}) is below HITMAP_LOGIN_MAX_FAILURES ({per_pair}), which "
+                "would never be reached; raise it"
+            )
         return value
 
     @field_validator("nightly_at", mode="before")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.orm import Session
 
+from app.db import insert_for
 from app.models import Account, ApiToken, LoginSession, LoginThrottle, Site
 from app.sites import repository as sites_repository
 
@@ -81,23 +82,41 @@ def delete_expired_sessions(session: Session, now: dt.datetime) -> None:
 # --- login throttle ---------------------------------------------------------
 
 
-def get_throttle(session: Session, bucket: bytes) -> LoginThrottle | None:
-    return session.get(LoginThrottle, bucket)
+def count_attempts(
+    session: Session, buckets: Sequence[bytes], now: dt.datetime, window: dt.timedelta
+) -> dict[bytes, int]:
+    """Count one login attempt in each bucket and return each bucket's count, in one
+    statement: a bucket seen for the first time starts at 1, one whose window has passed
+    starts again at 1 from ``now``. Parallel logins neither lose a count nor collide on a
+    first insert (each waits for the other's row). PostgreSQL locks the rows in the
+    order given: every caller must give its kinds of bucket in the same order."""
+    insert = insert_for(session, LoginThrottle).values(
+        [{"bucket": bucket, "window_start": now, "failures": 1} for bucket in buckets]
+    )
+    expired = LoginThrottle.window_start < now - window
+    stmt = insert.on_conflict_do_update(
+        index_elements=[LoginThrottle.bucket],
+        set_={
+            "failures": case((expired, 1), else_=LoginThrottle.failures + 1),
+            "window_start": case(
+                (expired, insert.excluded.window_start), else_=LoginThrottle.window_start
+            ),
+        },
+    ).returning(LoginThrottle.bucket, LoginThrottle.failures)
+    return {bytes(bucket): int(failures) for bucket, failures in session.execute(stmt)}
 
 
-def record_failure(session: Session, bucket: bytes, now: dt.datetime, window: dt.timedelta) -> None:
-    row = session.get(LoginThrottle, bucket)
-    if row is None:
-        session.add(LoginThrottle(bucket=bucket, window_start=now, failures=1))
-    elif now - row.window_start > window:
-        row.window_start, row.failures = now, 1
-    else:
-        row.failures += 1
-    session.flush()
-
-
-def clear_throttle(session: Session, bucket: bytes) -> None:
-    session.execute(delete(LoginThrottle).where(LoginThrottle.bucket == bucket))
+def forget_attempts(session: Session, *, reset: bytes, give_back: Sequence[bytes]) -> None:
+    """After a successful login: ``reset`` forgets its count, each of ``give_back`` loses
+    the attempt that was counted. One row per statement, in the order given (as in
+    :func:`count_attempts`, so that two logins never wait for each other's rows)."""
+    session.execute(delete(LoginThrottle).where(LoginThrottle.bucket == reset))
+    for bucket in give_back:
+        session.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.bucket == bucket, LoginThrottle.failures > 0)
+            .values(failures=LoginThrottle.failures - 1)
+        )
 
 
 # --- API tokens ---------------------------------------------------------------

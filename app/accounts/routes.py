@@ -144,15 +144,20 @@ def login(
     request: Request,
     ctx: deps.Ctx,
     session: DbSession,
-    _account: MaybeAccount,
     email: FormText = "",
     password: FormText = "",
     next: FormText = "",
 ) -> Response:
+    # The request's unit of work (DbSession, which begins at its first statement) is used
+    # only after the password check, to start the login session: the check itself runs
+    # between short units of work of its own (ctx.db.session(), see
+    # accounts.authenticate) with no transaction open, because on SQLite any open unit of
+    # work holds the database's one write lock. For the same reason this page does not
+    # look up the browser's current session (MaybeAccount) before the check.
     to = safe_next_path(next or request.query_params.get("next"))
     try:
         account = accounts.authenticate(
-            session,
+            ctx.db,
             ctx.clock,
             ctx.login_policy,
             ctx.secret,
@@ -161,7 +166,7 @@ def login(
             client_ip=deps.client_ip(request),
         )
     except (NotAuthenticated, RateLimited) as exc:
-        # Returned, not raised: the failure counter must be committed with this request.
+        # Returned as a page with the form again (the attempt was counted by authenticate).
         response = render(
             request,
             "login.html",

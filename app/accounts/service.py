@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.accounts import repository
 from app.clock import Clock
+from app.db import Database
 from app.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RateLimited
 from app.models import Account, ApiToken
 from app.security import (
@@ -22,6 +23,7 @@ from app.security import (
     new_token,
     password_needs_rehash,
     token_digest,
+    verify_login_password,
     verify_password,
 )
 
@@ -32,7 +34,9 @@ MAX_TOKEN_NAME = 100
 
 @dataclass(frozen=True)
 class LoginPolicy:
-    max_failures: int
+    max_failures: int  # per account from one address
+    max_failures_per_address: int
+    max_failures_per_account: int
     window: dt.timedelta
     session_lifetime: dt.timedelta
 
@@ -65,24 +69,30 @@ def sign_up(session: Session, clock: Clock, email: str, password: str) -> Accoun
         raise Conflict("an account with this email already exists; log in instead") from exc
 
 
-def _buckets(secret: str, email: str, client_ip: str) -> tuple[bytes, bytes]:
-    return (
-        keyed_digest(secret, "login-email", email),
-        keyed_digest(secret, "login-ip", client_ip),
-    )
+@dataclass(frozen=True)
+class _Budget:
+    bucket: bytes  # keyed hash: neither the email nor the address is stored
+    limit: int
 
 
-def _throttled(session: Session, bucket: bytes, policy: LoginPolicy, now: dt.datetime) -> bool:
-    row = repository.get_throttle(session, bucket)
+def _budgets(
+    secret: str, policy: LoginPolicy, email: str, client_ip: str
+) -> tuple[_Budget, _Budget, _Budget]:
+    """Per account from this address, per address, per account (see the settings for the
+    numbers). An unknown email gets the same budgets as a registered one: throttling must
+    not tell which emails have accounts. Always in this order (repository.count_attempts)."""
     return (
-        row is not None
-        and now - row.window_start <= policy.window
-        and row.failures >= policy.max_failures
+        _Budget(
+            keyed_digest(secret, "login-account-ip", f"{email}\x00{client_ip}"),
+            policy.max_failures,
+        ),
+        _Budget(keyed_digest(secret, "login-ip", client_ip), policy.max_failures_per_address),
+        _Budget(keyed_digest(secret, "login-email", email), policy.max_failures_per_account),
     )
 
 
 def authenticate(
-    session: Session,
+    db: Database,
     clock: Clock,
     policy: LoginPolicy,
     secret: str,
@@ -93,24 +103,43 @@ def authenticate(
 ) -> Account:
     """The account for these credentials, or NotAuthenticated / RateLimited.
 
-    Failures are recorded by keyed hashes of the email and the client IP, so a
-    guesser is slowed per account and per address without storing either.
+    Short units of work of its own instead of the request's one, because checking a
+    password is slow on purpose (argon2: ~0.1 s of CPU) and no transaction may stay
+    open meanwhile: on SQLite every unit of work holds the database's one write lock
+    (BEGIN IMMEDIATE), so the counter's writer would wait for every login. So:
+
+    1. count the attempt in every budget before checking anything, and read the account
+       (one short write; if a budget is spent it is rolled back, so a refused attempt
+       counts nowhere and a stranger stopped at one address cannot use up the account's
+       budget from there). Counting first makes the limit exact under parallel guesses:
+       the eleventh of thirty simultaneous guesses is refused without a check;
+    2. check the password with no transaction open (the same work for an unknown email,
+       against a dummy hash, so the answer and its timing do not tell whether an email
+       has an account);
+    3. on success only, give the attempt back (another short write): the account from this
+       address starts afresh, and the address and account budgets do not count successes.
+       A failure stays counted as it was in step 1.
     """
     now = clock.now()
     email = email.strip().lower()
-    buckets = _buckets(secret, email, client_ip)
-    if any(_throttled(session, b, policy, now) for b in buckets):
-        minutes = max(1, int(policy.window.total_seconds() // 60))
-        raise RateLimited(f"too many failed logins; try again in {minutes} minutes")
-    account = repository.find_by_email(session, email)
-    ok = verify_password(account.password_hash if account else DUMMY_PASSWORD_HASH, password)
+    budgets = _budgets(secret, policy, email, client_ip)
+    with db.session() as session:
+        counts = repository.count_attempts(session, [b.bucket for b in budgets], now, policy.window)
+        if any(counts[b.bucket] > b.limit for b in budgets):
+            minutes = max(1, int(policy.window.total_seconds() // 60))
+            raise RateLimited(f"too many failed logins; try again in {minutes} minutes")
+        account = repository.find_by_email(session, email)
+    stored = account.password_hash if account else DUMMY_PASSWORD_HASH
+    ok = verify_login_password(stored, password)
     if account is None or not ok:
-        for bucket in buckets:
-            repository.record_failure(session, bucket, now, policy.window)
         raise NotAuthenticated("wrong email or password")
-    repository.clear_throttle(session, buckets[0])
-    if password_needs_rehash(account.password_hash):
-        repository.set_password_hash(session, account.id, hash_password(password))
+    new_hash = hash_password(password) if password_needs_rehash(account.password_hash) else None
+    with db.session() as session:
+        repository.forget_attempts(
+            session, reset=budgets[0].bucket, give_back=[b.bucket for b in budgets[1:]]
+        )
+        if new_hash is not None:
+            repository.set_password_hash(session, account.id, new_hash)
     return account
 
 

@@ -6,6 +6,7 @@
     .venv/bin/python -m bench.load.run --mode outage          # PostgreSQL down for 30 s
     .venv/bin/python -m bench.load.run --mode kill            # kill -9 mid-load
     .venv/bin/python -m bench.load.run --mode overload        # 1,500 connections
+    .venv/bin/python -m bench.load.run --mode login-flood --db sqlite  # + 24 wrong logins
 
 Database: --db postgresql (default) creates a throwaway database on the shared
 server at 127.0.0.1:5432 (user postgres, trust; another admin DSN through
@@ -45,6 +46,10 @@ Modes (each prints its figures and a verdict line; exit status 1 on failure):
             errors (timeouts reported), RSS <= --max-rss-mb, hits shed (or p99 under
             1 s and no timeouts: not overloaded), recovery latency near the baseline, and
             expected - dropped(shed, budgets) - timeouts <= stored <= expected.
+  login-flood  the steady load (--connections, --duration s, default 15) alone, then
+            again with --flood (24) connections posting wrong logins without pause
+            (bench/load/login_flood.py); the counter's p99 with the flood <= 1.5x
+            its p99 alone, no 5xx, exact count.
 """
 
 from __future__ import annotations
@@ -80,7 +85,14 @@ UAS = [
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{v} like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
     "Mozilla/5.0 (Linux; Android 14; Pixel {v}) AppleWebKit/537.36 Chrome/120.0 Mobile Safari/537.36",
 ]
-DEFAULT_DURATION = {"steady": 20, "burst": 8, "outage": 30, "kill": 20, "overload": 15}
+DEFAULT_DURATION = {
+    "steady": 20,
+    "burst": 8,
+    "outage": 30,
+    "kill": 20,
+    "overload": 15,
+    "login-flood": 15,
+}
 
 Hit = tuple[str, str, str, str]  # site key, client IP, user agent, referer
 Line = tuple[str, ...]  # a request file line: ("H", *hit) or ("B", key, ip, ua, origin, body)
@@ -728,7 +740,7 @@ def main() -> None:
         "--duration",
         type=int,
         help="seconds of the main load, max 120 (default: steady 20, burst 8 per burst, "
-        "outage 30 = the outage, kill 20, overload 15)",
+        "outage 30 = the outage, kill 20, overload 15, login-flood 15 per phase)",
     )
     parser.add_argument(
         "--drain",
@@ -750,6 +762,9 @@ def main() -> None:
     parser.add_argument("--overload-connections", type=int, default=1500)
     parser.add_argument("--max-rss-mb", type=float, default=1024, help="overload: RSS bound")
     parser.add_argument("--skip-nginx", action="store_true", help="steady: no nginx ceiling")
+    parser.add_argument(
+        "--flood", type=int, default=24, help="login-flood: parallel wrong-login connections"
+    )
     args = parser.parse_args()
     args.duration = min(args.duration or DEFAULT_DURATION[args.mode], 120)
     args.outage = min(args.outage or args.duration, 120)
@@ -807,6 +822,10 @@ def main() -> None:
             mode_outage(run, cluster)
         elif args.mode == "kill":
             mode_kill(run)
+        elif args.mode == "login-flood":
+            from bench.load.login_flood import mode_login_flood
+
+            mode_login_flood(run)
         else:
             mode_overload(run)
         for note in run.notes:

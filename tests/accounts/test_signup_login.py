@@ -212,7 +212,9 @@ def test_login_throttles_after_the_configured_failures_even_with_the_right_passw
 
 
 def test_login_throttle_counts_per_account_across_addresses(db, clock, tmp_path):
-    ctx = make_ctx(db, clock, tmp_path / "data", login_max_failures=2)
+    ctx = make_ctx(
+        db, clock, tmp_path / "data", login_max_failures=2, login_max_failures_per_account=2
+    )
     account = make_account(ctx)
     with client_for(ctx) as client:
         for ip in ("203.0.113.1", "203.0.113.2"):
@@ -234,7 +236,9 @@ def test_login_throttle_counts_per_account_across_addresses(db, clock, tmp_path)
 
 
 def test_login_throttle_counts_per_address_across_accounts(db, clock, tmp_path):
-    ctx = make_ctx(db, clock, tmp_path / "data", login_max_failures=2)
+    ctx = make_ctx(
+        db, clock, tmp_path / "data", login_max_failures=2, login_max_failures_per_address=2
+    )
     victim = make_account(ctx)
     with client_for(ctx) as client:
         assert _login(client, "first@example.org", "some guess!!").status_code == 401
