@@ -7,9 +7,9 @@ error's status; the unit of work (deps.DbSession) commits when a route returns.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -19,12 +19,11 @@ from app.accounts.schemas import DEFAULT_AFTER_LOGIN, TokenRow, safe_next_path
 from app.context import AppContext
 from app.deps import Csrf, CurrentAccount, DbSession, MaybeAccount
 from app.errors import Conflict, InvalidInput, NotAuthenticated, RateLimited
+from app.inputs import FormText, QueryText, RowIdPath
 from app.models import Account
 from app.templating import flash_url, render
 
 router = APIRouter()
-
-FormText = Annotated[str, Form()]
 
 # Flash messages shown after a redirect.
 FLASH_ACCOUNT_DELETED = "Your account and all its sites, visits and statistics were deleted."
@@ -131,7 +130,7 @@ def signup(
 
 
 @router.get("/login", include_in_schema=False)
-def login_page(request: Request, account: MaybeAccount, next: str | None = None) -> Response:
+def login_page(request: Request, account: MaybeAccount, next: QueryText = None) -> Response:
     to = safe_next_path(next)
     if account is not None:
         return _redirect(to)
@@ -252,7 +251,7 @@ def create_token(
 
 @router.post("/account/tokens/{token_id}/revoke", include_in_schema=False, dependencies=[Csrf])
 def revoke_token(
-    request: Request, session: DbSession, account: CurrentAccount, token_id: int
+    request: Request, session: DbSession, account: CurrentAccount, token_id: RowIdPath
 ) -> Response:
     accounts.revoke_api_token(session, account, token_id)
     return _redirect(_with_flash(request, "/account", FLASH_TOKEN_REVOKED))
