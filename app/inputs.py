@@ -11,6 +11,9 @@
   and a year of margin keeps every ``day ± timedelta`` of the stats, heatmaps and
   maps code away from ``date.min``/``date.max`` (an OverflowError, a 500).
 
+(One text input is exempt: the login's ``next``, which ``safe_next_path`` replaces
+with the default page when it holds a control character.)
+
 Routes declare their inputs with the types below (``FormText``, ``QueryText``,
 ``RowIdPath``, ``Day``; ``Text`` inside pydantic models), so a bad value is
 refused by FastAPI's validation with a sentence (400 on pages, 422 in the API)
