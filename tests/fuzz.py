@@ -8,6 +8,7 @@ together so that a troublemaker also hides inside an otherwise valid value.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -118,6 +119,11 @@ header_bytes = st.one_of(
 def mostly(usual: T, other: st.SearchStrategy[T]) -> st.SearchStrategy[T]:
     """``usual`` three times in four, else ``other``: most examples get past the first check."""
     return st.integers(0, 3).flatmap(lambda i: other if i == 0 else st.just(usual))
+
+
+def examples(n: int) -> int:
+    """``n`` examples in the suite; HITMAP_FUZZ_SCALE=20 multiplies them for a deeper hunt."""
+    return n * int(os.environ.get("HITMAP_FUZZ_SCALE", "1"))
 
 
 FAST = settings(

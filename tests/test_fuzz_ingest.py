@@ -17,7 +17,7 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from tests.factories import make_account, make_site
-from tests.fuzz import FAST, TROUBLE, header_bytes, mostly, short_text
+from tests.fuzz import FAST, TROUBLE, examples, header_bytes, mostly, short_text
 
 DOMAIN = "fuzz-target.example.net"
 ORIGIN = f"https://{DOMAIN}"
@@ -53,7 +53,7 @@ def test_the_counter_never_fails_whatever_the_key_and_headers(ctx, client, caplo
     }
     caplog.set_level(logging.WARNING)
 
-    @settings(parent=FAST, max_examples=100)
+    @settings(parent=FAST, max_examples=examples(100))
     @given(key=_key(site.public_key), headers=_headers(COUNTER_HEADERS, usual))
     def run(key: str, headers: dict[str, bytes]) -> None:
         caplog.clear()
@@ -124,7 +124,7 @@ def test_the_beacon_never_fails_whatever_the_key_headers_and_body(ctx, client, c
     usual = {"origin": ORIGIN.encode(), "content-type": b"text/plain;charset=UTF-8"}
     caplog.set_level(logging.WARNING)
 
-    @settings(parent=FAST, max_examples=100)
+    @settings(parent=FAST, max_examples=examples(100))
     @given(
         key=_key(site.public_key),
         headers=_headers(BEACON_HEADERS, usual),

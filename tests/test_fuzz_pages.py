@@ -27,7 +27,9 @@ from tests.factories import csrf_from, login, make_account, make_site
 from tests.fuzz import (
     FAST,
     calls,
+    examples,
     field_names,
+    header_bytes,
     mostly,
     page_routes,
     query_text,
@@ -59,6 +61,8 @@ NAMED_FORMS = {
     "/sites/{key}/heatmaps/options",
     "/sites/{key}/heatmaps/live",
 }
+# Headers some page routes read (client address, overlay token and origin, validators).
+HEADERS = ("x-forwarded-for", "authorization", "origin", "if-none-match", "if-modified-since")
 _PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 
 
@@ -82,18 +86,26 @@ def _fuzz(browser: TestClient, method: str, template: str, route: APIRoute, **kn
     path_names, query_names, form_names = field_names(route)
     csrf = known.pop("csrf")
 
-    @settings(parent=FAST, max_examples=EXAMPLES)
+    @settings(parent=FAST, max_examples=examples(EXAMPLES))
     @given(
         path=_path_values(path_names, known),
         query=st.fixed_dictionaries({}, optional={n: query_text for n in query_names}),
         form=st.fixed_dictionaries({}, optional={n: text for n in form_names}),
+        headers=st.fixed_dictionaries({}, optional={n: header_bytes for n in HEADERS}),
     )
-    def run(path: dict[str, str], query: dict[str, str], form: dict[str, str]) -> None:
+    def run(
+        path: dict[str, str], query: dict[str, str], form: dict[str, str], headers: dict
+    ) -> None:
         url = _url(template, path)
         data = {**form, "csrf_token": csrf} if method == "POST" else None
-        note(f"{method} {url} query={query!r:.500} form={form!r:.500}")
+        note(f"{method} {url} query={query!r:.500} form={form!r:.500} headers={headers!r:.500}")
         response = browser.request(
-            method, url, params=query, data=data, headers=HTML, follow_redirects=False
+            method,
+            url,
+            params=query,
+            data=data,
+            headers={**HTML, **headers},
+            follow_redirects=False,
         )
         assert response.status_code < 500, (method, url, query, form, response.status_code)
 
@@ -124,6 +136,7 @@ def test_no_page_route_answers_5xx_whatever_its_inputs(ctx, client):
     known = {
         "key": [site.public_key, site.public_key, strangers.public_key],
         "token_id": token_ids,
+        "name": ["30d", "all@2x", "24h"],  # map images
     }
     owner_csrf = csrf_from(client.get("/account", headers=HTML).text)
     anonymous_csrf = csrf_from(anonymous.get("/login", headers=HTML).text)

@@ -27,7 +27,7 @@ from schemathesis.checks import not_a_server_error
 
 from tests.api.helpers import bearer, token_for
 from tests.factories import make_account, make_site
-from tests.fuzz import FAST, query_text, text
+from tests.fuzz import FAST, examples, query_text, text
 
 API_OPERATIONS = {
     ("GET", "/api/v1/sites"),
@@ -53,7 +53,7 @@ def test_schemathesis_finds_no_5xx_in_the_api(ctx, client):
         schema.as_strategy(generation_mode=GenerationMode.NEGATIVE),
     )
 
-    @settings(parent=FAST, max_examples=120)
+    @settings(parent=FAST, max_examples=examples(120))
     @given(case=cases)
     def run(case) -> None:
         note(case.as_curl_command())
@@ -132,7 +132,7 @@ def test_no_api_input_makes_a_5xx_whatever_the_others_hold(ctx, client):
         )
         assert response.status_code in (200, 201), (op, response.text)
 
-    @settings(parent=FAST, max_examples=150)
+    @settings(parent=FAST, max_examples=examples(150))
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         op = data.draw(st.sampled_from([op for op in operations if op.inputs()]))
