@@ -166,16 +166,16 @@ def page_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
     return found
 
 
-def _dependants(dependant: Dependant) -> Iterator[Dependant]:
+def dependants(dependant: Dependant) -> Iterator[Dependant]:
     yield dependant
     for sub in dependant.dependencies:
-        yield from _dependants(sub)
+        yield from dependants(sub)
 
 
 def field_names(route: APIRoute) -> tuple[list[str], list[str], list[str]]:
     """Names of the route's path parameters, query parameters and form fields."""
     found: tuple[list[str], list[str], list[str]] = ([], [], [])
-    for d in _dependants(route.dependant):
+    for d in dependants(route.dependant):
         for names, params in zip(
             found, (d.path_params, d.query_params, d.body_params), strict=True
         ):

@@ -22,7 +22,7 @@ from app.models import Account, ApiToken, Site, SiteHostname
 from tests.accounts import HTML, count, form_post, sign_up
 from tests.api.helpers import bearer, token_for
 from tests.factories import login, make_account, make_site
-from tests.fuzz import _dependants, all_routes
+from tests.fuzz import all_routes, dependants
 from tests.sites.helpers import csrf, post
 
 NUL_EMAIL = "victim@example.org\x00"
@@ -305,7 +305,7 @@ def _unwrap(annotation: Any) -> tuple[set[type], set[Any]]:
 def _inputs(path: str, route) -> list[tuple[str, str, Any, list[Any]]]:
     """(where, name, annotation, metadata) of every query, form, body and path input."""
     found = []
-    for dependant in _dependants(route.dependant):
+    for dependant in dependants(route.dependant):
         for where in ("query_params", "body_params", "path_params"):
             for field in getattr(dependant, where):
                 info = field.field_info
