@@ -27,6 +27,7 @@ from app.clock import utc_today
 from app.context import AppContext, build_context
 from app.db import make_engine
 from app.errors import DomainError
+from app.inputs import check_day
 from app.migrate import is_current, upgrade
 from app.retention import service as retention
 from app.settings import Settings, SettingsError, load_settings
@@ -292,8 +293,8 @@ def stats_command(
     from app.api.schemas import StatsOut
 
     ctx = _context()
-    last = end.date() if end else utc_today(ctx.clock)
-    first = start.date() if start else last - dt.timedelta(days=29)
+    last = check_day(end.date(), "--to") if end else utc_today(ctx.clock)
+    first = check_day(start.date(), "--from") if start else last - dt.timedelta(days=29)
     with ctx.db.session() as session:
         scope = authz.site_for_admin(session, key)
         report = stats.report(session, scope, first, last)

@@ -145,7 +145,10 @@ def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+            # Where, what and why; never the input itself, which may be anything the
+            # client sent: a lone surrogate (no UTF-8 encoder takes it: a 500), or megabytes.
+            errors = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]
+            return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
         first = exc.errors()[0] if exc.errors() else {}
         field = ".".join(str(p) for p in first.get("loc", ())[1:]) or "input"
         return _error_response(request, 400, f"{field}: {first.get('msg', 'invalid')}")

@@ -20,12 +20,16 @@ from app.accounts.schemas import DEFAULT_AFTER_LOGIN, TokenRow, safe_next_path
 from app.context import AppContext
 from app.deps import Csrf, CurrentAccount, DbSession, MaybeAccount
 from app.errors import Conflict, InvalidInput, NotAuthenticated, RateLimited
+from app.inputs import FormText, RowIdPath
 from app.models import Account
 from app.templating import flash_url, render
 
 router = APIRouter()
 
-FormText = Annotated[str, Form()]
+# Where to go after login. The one text input not refused for a control character:
+# safe_next_path() replaces such a value (like any off-site one) with the default,
+# so a tampered link still lets the owner log in, and the value is never stored.
+NextField = Annotated[str, Form()]
 
 # Flash messages shown after a redirect.
 FLASH_ACCOUNT_DELETED = "Your account and all its sites, visits and statistics were deleted."
@@ -146,7 +150,7 @@ def login(
     session: DbSession,
     email: FormText = "",
     password: FormText = "",
-    next: FormText = "",
+    next: NextField = "",
 ) -> Response:
     # The request's unit of work (DbSession, which begins at its first statement) is used
     # only after the password check, to start the login session: the check itself runs
@@ -258,7 +262,7 @@ def create_token(
 
 @router.post("/account/tokens/{token_id}/revoke", include_in_schema=False, dependencies=[Csrf])
 def revoke_token(
-    request: Request, session: DbSession, account: CurrentAccount, token_id: int
+    request: Request, session: DbSession, account: CurrentAccount, token_id: RowIdPath
 ) -> Response:
     accounts.revoke_api_token(session, account, token_id)
     return _redirect(_with_flash(request, "/account", FLASH_TOKEN_REVOKED))

@@ -7,7 +7,9 @@ Errors are JSON objects with a `detail`:
 * 400 — a well-formed request that breaks a rule: a bad domain, `from` after
   `to`, a range over ten years; `detail` is a sentence;
 * 422 — a request that does not match the schema: a missing field, a date
-  that is not YYYY-MM-DD; `detail` is FastAPI's list of field errors.
+  that is not YYYY-MM-DD or outside 2000-01-01..9998-12-31, a control character
+  in a text (app/inputs.py); `detail` lists each field's `loc`, `type` and `msg`
+  (never the value sent).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from app.api.deps import ApiAccount, no_store
 from app.api.schemas import CreatedSiteOut, ErrorOut, SiteCreate, SiteOut, SnippetOut, StatsOut
 from app.clock import utc_today
 from app.deps import Ctx, DbSession
+from app.inputs import Day
 from app.sites import authz
 from app.sites import service as sites
 from app.stats import service as stats
@@ -86,11 +89,11 @@ def site_stats(
     session: DbSession,
     account: ApiAccount,
     start: Annotated[
-        dt.date | None,
+        Day | None,
         Query(alias="from", description="First day, YYYY-MM-DD (UTC). Default: `to` − 29 days."),
     ] = None,
     end: Annotated[
-        dt.date | None, Query(alias="to", description="Last day, YYYY-MM-DD (UTC). Default: today.")
+        Day | None, Query(alias="to", description="Last day, YYYY-MM-DD (UTC). Default: today.")
     ] = None,
 ) -> StatsOut:
     """Unique daily visits per day and per country in an inclusive date range."""

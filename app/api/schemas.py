@@ -6,6 +6,7 @@ import datetime as dt
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from app.inputs import Text
 from app.sites.scope import SiteScope
 from app.sites.service import Snippet
 from app.stats.service import Report
@@ -18,12 +19,12 @@ class ErrorOut(BaseModel):
 class SiteCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    domain: str = Field(
+    domain: Text = Field(
         max_length=2048,
         description="The site's host name, or a pasted URL of one of its pages.",
         examples=["blog.example.org"],
     )
-    name: str | None = Field(
+    name: Text | None = Field(
         default=None,
         max_length=2048,
         description="A display name; defaults to the domain. At most 100 characters.",

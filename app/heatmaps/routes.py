@@ -11,7 +11,8 @@
 * ``/sites/{key}/heatmaps…`` — the owner's pages, downloads and forms; every one
   goes through ``authz.owned_site`` first (404 to anyone else), and every query
   parameter is optional so that a stranger's request fails on authorisation,
-  not on validation.
+  not on validation (only a control character, refused for every key alike,
+  answers 400 first).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from importlib.resources import files
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import (
     HTMLResponse,
     JSONResponse,
@@ -45,6 +46,7 @@ from app.heatmaps.schemas import (
     parse_range,
 )
 from app.heatmaps.validation import MAX_BODY_BYTES
+from app.inputs import FormText, QueryText, Text
 from app.sites import authz
 from app.sites.scope import SiteScope
 from app.templating import flash_url, render
@@ -52,11 +54,10 @@ from app.templating import flash_url, render
 router = APIRouter(tags=["heatmaps"], include_in_schema=False)
 OVERLAY_SOURCE = (files("widgets") / "overlay.js").read_bytes()
 
-OptionalQuery = Annotated[str | None, Query()]
-RangeQuery = Annotated[str | None, Query(alias="range")]
-FromQuery = Annotated[str | None, Query(alias="from")]
-ToQuery = Annotated[str | None, Query(alias="to")]
-TextField = Annotated[str, Form()]
+OptionalQuery = QueryText
+RangeQuery = Annotated[Text | None, Query(alias="range")]
+FromQuery = Annotated[Text | None, Query(alias="from")]
+ToQuery = Annotated[Text | None, Query(alias="to")]
 
 BEACON_HEADERS = {"Cache-Control": "no-store"}
 PRIVATE = {"Cache-Control": "private, no-store"}
@@ -421,8 +422,8 @@ def heatmap_options(
     request: Request,
     session: DbSession,
     account: CurrentAccount,
-    keep_query: TextField = "",
-    honour_dnt: TextField = "",
+    keep_query: FormText = "",
+    honour_dnt: FormText = "",
 ) -> Response:
     scope = authz.owned_site(session, account.id, key)
     ctx = get_ctx(request)
@@ -470,7 +471,7 @@ def heatmap_live(
     request: Request,
     session: DbSession,
     account: CurrentAccount,
-    path: TextField = "",
+    path: FormText = "",
 ) -> HTMLResponse:
     """A link to the page itself with the live overlay (a 10-minute token in the fragment).
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from app.errors import InvalidInput
+from app.inputs import check_day
 from app.settings import WidthBucket
 
 MAX_RANGE_DAYS = 366
@@ -93,9 +94,10 @@ class DateRange:
 
 def _date(value: str, name: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(value.strip())
+        day = dt.date.fromisoformat(value.strip())
     except ValueError as exc:
         raise InvalidInput(f"{name}: use a date like 2026-11-01") from exc
+    return check_day(day, name)
 
 
 def parse_range(

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import re
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.background import BackgroundTask
 
 from app.deps import Csrf, CurrentAccount, DbSession, MaybeAccount, get_ctx
 from app.errors import DomainError, NotFound
+from app.inputs import FormText
 from app.maps import repository as repo
 from app.maps import service, tasks
 from app.maps.service import MAP, Span
@@ -35,7 +35,6 @@ from app.templating import flash_url
 
 router = APIRouter(tags=["maps"], include_in_schema=False)
 
-TextField = Annotated[str, Form()]
 _IMAGE_NAME = re.compile(r"(?P<span>24h|7d|30d|365d|all)(?:@(?P<variant>2x))?")
 PUBLIC_IMAGE_CACHE = "public, max-age=300"
 PRIVATE_IMAGE_CACHE = "private, no-cache"
@@ -96,10 +95,10 @@ def site_map_style(
     request: Request,
     session: DbSession,
     account: CurrentAccount,
-    size: TextField = "",
-    dot_color: TextField = "",
-    background: TextField = "",
-    show_count: TextField = "",
+    size: FormText = "",
+    dot_color: FormText = "",
+    background: FormText = "",
+    show_count: FormText = "",
 ) -> Response:
     scope = authz.owned_site(session, account.id, key)
     ctx = get_ctx(request)

@@ -8,9 +8,7 @@ savepoint); a change redirects back with a flash message.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
@@ -18,6 +16,7 @@ from starlette.background import BackgroundTask
 from app.context import AppContext
 from app.deps import Csrf, CurrentAccount, DbSession, get_ctx
 from app.errors import DomainError, InvalidInput
+from app.inputs import FormText
 from app.retention import service as retention
 from app.sites import authz
 from app.sites import service as sites
@@ -28,8 +27,6 @@ from app.stats.routes import render_site_page, site_path
 from app.templating import flash_url, render
 
 router = APIRouter(tags=["sites"], include_in_schema=False)
-
-TextField = Annotated[str, Form()]
 
 
 def _redirect(
@@ -65,8 +62,8 @@ def site_create(
     request: Request,
     session: DbSession,
     account: CurrentAccount,
-    domain: TextField = "",
-    name: TextField = "",
+    domain: FormText = "",
+    name: FormText = "",
 ) -> Response:
     ctx = get_ctx(request)
     try:
@@ -108,8 +105,8 @@ def site_settings(
     request: Request,
     session: DbSession,
     account: CurrentAccount,
-    name: TextField = "",
-    is_public: TextField = "",
+    name: FormText = "",
+    is_public: FormText = "",
 ) -> Response:
     scope = authz.owned_site(session, account.id, key)
     public = is_public not in ("", "0", "off", "false")
@@ -130,7 +127,7 @@ def site_hostname_add(
     request: Request,
     session: DbSession,
     account: CurrentAccount,
-    hostname: TextField = "",
+    hostname: FormText = "",
 ) -> Response:
     scope = authz.owned_site(session, account.id, key)
     try:
@@ -153,7 +150,7 @@ def site_hostname_remove(
     request: Request,
     session: DbSession,
     account: CurrentAccount,
-    hostname: TextField = "",
+    hostname: FormText = "",
 ) -> Response:
     scope = authz.owned_site(session, account.id, key)
     try:
@@ -175,8 +172,8 @@ def site_retention(
     request: Request,
     session: DbSession,
     account: CurrentAccount,
-    mode: TextField = "",
-    days: TextField = "",
+    mode: FormText = "",
+    days: FormText = "",
 ) -> Response:
     scope = authz.owned_site(session, account.id, key)
     default_days = get_ctx(request).settings.retention_days
@@ -197,7 +194,7 @@ def site_delete(
     request: Request,
     session: DbSession,
     account: CurrentAccount,
-    confirm: TextField = "",
+    confirm: FormText = "",
 ) -> Response:
     scope = authz.owned_site(session, account.id, key)
     try:

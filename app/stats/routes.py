@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.context import AppContext
 from app.deps import CurrentAccount, DbSession, get_ctx
+from app.inputs import Text
 from app.maps.schemas import style_form
 from app.retention.schemas import retention_form
 from app.sites import authz
@@ -78,7 +79,7 @@ def site_page(
     request: Request,
     session: DbSession,
     account: CurrentAccount,
-    range_: Annotated[str | None, Query(alias="range")] = None,
+    range_: Annotated[Text | None, Query(alias="range")] = None,
 ) -> HTMLResponse:
     scope = authz.owned_site(session, account.id, key)
     return render_site_page(

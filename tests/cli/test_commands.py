@@ -157,3 +157,16 @@ def test_serve_host_and_port_come_from_settings(data_dir, monkeypatch):
     assert result.exit_code == 0, result.output
     assert (captured["host"], captured["port"]) == ("127.0.0.2", 9123)
     assert "Hitmap running at https://hits.example.com" in result.stdout
+
+
+@pytest.mark.parametrize("option", ["--to", "--from"])
+def test_stats_refuse_a_day_the_date_arithmetic_cannot_hold(data_dir, option):
+    assert _run("migrate").exit_code == 0
+    assert _run("account", "create", "op@example.org", input=f"{DEFAULT_PASSWORD}\n").exit_code == 0
+    added = _run("site", "add", "--owner", "op@example.org", "--domain", "blog.example.org")
+    (key,) = [line[5:] for line in added.stdout.splitlines() if line.startswith("key: ")]
+
+    result = _run("stats", key, option, "0001-01-01")
+
+    assert result.exit_code == 1
+    assert f"{option}: use a day from 2000-01-01 to 9998-12-31" in result.output
