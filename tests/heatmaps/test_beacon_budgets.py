@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from app.models import DroppedHits
+from app.stats import service as stats
 from tests.factories import make_account, make_site
 from tests.heatmaps.beacons import batch, click, click_count, send
 from tests.ops.helpers import delta, scrape
@@ -131,7 +132,7 @@ def test_ipv6_visitors_are_budgeted_by_their_64_prefix(ctx, client, site):
     assert _drops(ctx, site) == {"clicks_ip_budget": 100}
 
 
-def test_the_site_page_shows_shed_clicks_apart_from_dropped_hits(ctx, client, site, owner):
+def test_the_site_page_shows_shed_clicks_apart_from_dropped_hits(ctx, client, site, owner, clock):
     for _ in range(12):
         _send_from(client, site.public_key, FLOODER, 50)
     sign_in(ctx, client, owner)
@@ -139,3 +140,6 @@ def test_the_site_page_shows_shed_clicks_apart_from_dropped_hits(ctx, client, si
     assert table_rows(page, "clicks-shed") == [["Too many clicks from one address (shed)", "100"]]
     assert stat(page, "stat-dropped") == 0  # clicks are not counter hits
     assert "Nothing was dropped today" in page
+    with ctx.db.session() as session:  # nor in the API's and CLI's report
+        day = clock.now().date()
+        assert stats.report(session, site, day, day).dropped == []
