@@ -9,6 +9,7 @@ from app.accounts.service import LoginPolicy
 from app.clock import Clock, SystemClock
 from app.db import Database
 from app.heatmaps.beacons import BeaconService
+from app.heatmaps.budgets import BeaconLimits
 from app.ingest.geoip import GeoLocator
 from app.ingest.service import IngestLimits, IngestService
 from app.settings import Settings
@@ -35,7 +36,18 @@ class AppContext:
             IngestLimits(s.max_pending_hits, s.ip_budget_per_second, s.ip_budget_burst),
         )
         self.beacons = BeaconService(
-            self.db, self.clock, self.ingest.sites, s.width_buckets, self.ingest.writer
+            self.db,
+            self.clock,
+            self.ingest.sites,
+            s.width_buckets,
+            self.ingest.writer,
+            BeaconLimits(
+                s.beacon_ip_budget_per_second,
+                s.beacon_ip_budget_burst,
+                s.beacon_site_budget_per_second,
+                s.beacon_site_budget_burst,
+            ),
+            s.trusted_networks,
         )
 
     def warm_up(self) -> None:

@@ -23,6 +23,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 MIN_SECRET_LENGTH = 32
 MIN_SECRET_ENTROPY_BITS = 128.0
 MAX_RETENTION_DAYS = 3650  # ten years; 0 already means "forever"
+# A click budget must hold one full beacon batch (app.heatmaps.validation.MAX_CLICKS).
+MIN_BEACON_BURST = 50
+MAX_BEACON_BUDGET = 1_000_000_000
 
 
 class SettingsError(RuntimeError):
@@ -203,6 +206,44 @@ class Settings(BaseSettings):
     ip_budget_burst: int = Field(
         default=200, ge=1, description="Hits one client address may send at once."
     )
+    # Click budgets of the beacon (POST /b/{key}), charged per click. The widget sends at
+    # most 10 batches of at most 20 clicks per page view (200 clicks); most page views
+    # send one batch of 1-3 clicks. Per address: 500 at once covers two page views at
+    # the widget's cap, or dozens of ordinary ones from one address (an office, a
+    # carrier's NAT), and 2 clicks/s (7,200 an hour) refill it. So 200 batches of 50
+    # clicks from one address within seconds store ~500 of 10,000, and a flood at one
+    # full batch a second stores under a quarter from its 50th second on. Per site:
+    # 50 clicks/s averages 4.3 million a day, above a site with a million page views
+    # (~35 clicks/s), and 5,000 at once absorb its peaks; a flood from many addresses
+    # then stores that much, not what a process can take (2,600 clicks/s measured).
+    beacon_ip_budget_per_second: float = Field(
+        default=2.0,
+        gt=0,
+        le=MAX_BEACON_BUDGET,
+        description="Heatmap clicks per second one client address (an IPv6 /64) may send "
+        "before the rest is shed (answered like stored ones, counted as "
+        "'clicks_ip_budget' on the site page and in /metrics).",
+    )
+    beacon_ip_budget_burst: int = Field(
+        default=500,
+        ge=MIN_BEACON_BURST,
+        le=MAX_BEACON_BUDGET,
+        description="Heatmap clicks one client address may send at once (at least 50, "
+        "one full batch).",
+    )
+    beacon_site_budget_per_second: float = Field(
+        default=50.0,
+        gt=0,
+        le=MAX_BEACON_BUDGET,
+        description="Heatmap clicks per second one site may receive from all addresses "
+        "before the rest is shed (counted as 'clicks_site_budget'); per web process.",
+    )
+    beacon_site_budget_burst: int = Field(
+        default=5000,
+        ge=MIN_BEACON_BURST,
+        le=MAX_BEACON_BUDGET,
+        description="Heatmap clicks one site may receive at once (at least 50, one full batch).",
+    )
     log_format: str = Field(
         default="text",
         description="Log lines: text (for people) or json (one object per line, for "
@@ -268,6 +309,34 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"HITMAP_RETENTION_DAYS {value!r} is not a number of days from 0 to "
                 f"{MAX_RETENTION_DAYS}; use e.g. 365, or 0 to keep visits and clicks forever"
+            )
+        return int(text)
+
+    @field_validator("beacon_ip_budget_per_second", "beacon_site_budget_per_second", mode="before")
+    @classmethod
+    def _check_beacon_rate(cls, value: object, info: ValidationInfo) -> object:
+        try:
+            rate = float(str(value).strip())
+        except ValueError:
+            rate = math.nan
+        if not (math.isfinite(rate) and 0 < rate <= MAX_BEACON_BUDGET):
+            raise ValueError(
+                f"HITMAP_{(info.field_name or '').upper()} {value!r} is not a positive number "
+                "of clicks per second; use e.g. 2"
+            )
+        return rate
+
+    @field_validator("beacon_ip_budget_burst", "beacon_site_budget_burst", mode="before")
+    @classmethod
+    def _check_beacon_burst(cls, value: object, info: ValidationInfo) -> object:
+        text = str(value).strip()
+        if not re.fullmatch(r"[0-9]{1,10}", text) or not (
+            MIN_BEACON_BURST <= int(text) <= MAX_BEACON_BUDGET
+        ):
+            raise ValueError(
+                f"HITMAP_{(info.field_name or '').upper()} {value!r} is not a whole number of "
+                f"clicks from {MIN_BEACON_BURST} (one full batch) to {MAX_BEACON_BUDGET:,}; "
+                "use e.g. 500"
             )
         return int(text)
 

@@ -7,8 +7,12 @@ Starts `hitmap serve` (one uvicorn process, as shipped) on a throwaway database,
 registers a few sites, then drives ``POST /b/{key}`` from this process with a
 bounded number of concurrent asyncio/httpx clients, each sending the widget's
 batches (text/plain JSON, the site's Origin) back to back until the time is up.
+Each batch names one of ``--addresses`` visitor addresses in X-Forwarded-For
+(the server trusts 127.0.0.1 as its proxy), so that the click budgets see many
+visitors; ``--addresses 0`` sends none: a flood from one address, mostly shed.
 It prints batches/s, clicks/s, latency percentiles and errors, then counts the
-rows in ``heatmap_clicks``: it must equal the clicks of all batches answered 204.
+rows in ``heatmap_clicks``: it must equal the clicks of all batches answered 204
+less those the server shed over budget (answered 204 too; read from /metrics).
 The load generator shares the machine's cores with the server.
 """
 
@@ -74,6 +78,7 @@ async def client_loop(
     size: int,
     seed: int,
     tally: Tally,
+    addresses: int,
 ) -> None:
     rng = random.Random(seed)
     bodies = [make_batch(rng, size) for _ in range(50)]
@@ -81,6 +86,9 @@ async def client_loop(
         key, domain = rng.choice(sites)
         body = rng.choice(bodies)
         headers = {"content-type": "text/plain;charset=UTF-8", "origin": f"https://{domain}"}
+        if addresses:
+            n = rng.randrange(addresses)  # 198.18.0.0/15: the benchmarking range
+            headers["x-forwarded-for"] = f"198.{18 + n // 65536 % 2}.{n // 256 % 256}.{n % 256}"
         started = time.perf_counter()
         try:
             response = await client.post(f"{base}/b/{key}", content=body, headers=headers)
@@ -98,7 +106,12 @@ async def client_loop(
 
 
 async def drive(
-    base: str, sites: list[tuple[str, str]], duration: float, concurrency: int, size: int
+    base: str,
+    sites: list[tuple[str, str]],
+    duration: float,
+    concurrency: int,
+    size: int,
+    addresses: int,
 ) -> tuple[Tally, float]:
     tally = Tally()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -107,7 +120,7 @@ async def drive(
         deadline = started + duration
         await asyncio.gather(
             *(
-                client_loop(client, base, sites, deadline, size, seed, tally)
+                client_loop(client, base, sites, deadline, size, seed, tally, addresses)
                 for seed in range(concurrency)
             )
         )
@@ -125,6 +138,20 @@ def stored_clicks(url: str) -> int:
     return count
 
 
+def shed_clicks(base: str) -> dict[str, float]:
+    """Clicks the server shed over budget so far, by reason (its /metrics, from loopback)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with httpx.Client(timeout=10) as client:
+        text = client.get(f"{base}/metrics").text
+    return {
+        sample.labels["reason"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "hitmap_beacon_clicks_shed_total"
+    }
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
@@ -139,6 +166,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
     parser.add_argument("--batch", type=int, default=10, help="clicks per batch (1-50)")
     parser.add_argument("--sites", type=int, default=10)
+    parser.add_argument(
+        "--addresses",
+        type=int,
+        default=1000,
+        help="visitor addresses sent in X-Forwarded-For (0: none, all from one address)",
+    )
     args = parser.parse_args()
     args.duration = min(args.duration, 120)
     args.batch = max(1, min(args.batch, 50))
@@ -153,6 +186,7 @@ def main() -> None:
             "HITMAP_DATABASE_URL": url,
             "HITMAP_PORT": str(port),
             "HITMAP_BASE_URL": f"http://127.0.0.1:{port}",
+            "HITMAP_TRUSTED_PROXIES": "127.0.0.1",
         }
         subprocess.run([str(HITMAP), "migrate"], env=env, check=True, capture_output=True)
         sites = make_sites(env, args.sites)
@@ -164,7 +198,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         wait_ready(base + "/w.js", server)
         # Warm the site cache and the connection pool, then reset the table.
-        asyncio.run(drive(base, sites, 1.0, 4, args.batch))
+        asyncio.run(drive(base, sites, 1.0, 4, args.batch, args.addresses))
         from sqlalchemy import create_engine, text
 
         engine = create_engine(url)
@@ -174,26 +208,34 @@ def main() -> None:
 
         print(
             f"Hitmap beacons on {args.db}: {args.concurrency} concurrent clients, "
-            f"{args.batch} clicks per batch, {args.sites} sites, {args.duration:g} s"
+            f"{args.batch} clicks per batch, {args.sites} sites, "
+            f"{args.addresses or 'one'} visitor addresses, {args.duration:g} s"
         )
+        shed_before = shed_clicks(base)
         tally, elapsed = asyncio.run(
-            drive(base, sites, args.duration, args.concurrency, args.batch)
+            drive(base, sites, args.duration, args.concurrency, args.batch, args.addresses)
         )
         time.sleep(0.5)
         stored = stored_clicks(url)
+        shed = {
+            reason: int(n - shed_before.get(reason, 0)) for reason, n in shed_clicks(base).items()
+        }
 
     lat = tally.latencies
-    print(f"  batches accepted: {tally.batches:,} ({tally.batches / elapsed:,.0f}/s)")
-    print(f"  clicks accepted:  {tally.clicks:,} ({tally.clicks / elapsed:,.0f} clicks/s)")
+    print(f"  batches answered 204: {tally.batches:,} ({tally.batches / elapsed:,.0f}/s)")
+    print(f"  their clicks:  {tally.clicks:,} ({tally.clicks / elapsed:,.0f} clicks/s)")
     if lat:
         print(
             f"  latency: p50 {statistics.median(lat) * 1000:.1f} ms, "
             f"p90 {percentile(lat, 0.9) * 1000:.1f} ms, p99 {percentile(lat, 0.99) * 1000:.1f} ms"
         )
     print(f"  errors: {tally.errors or 'none'}")
-    verdict = "nothing lost" if stored == tally.clicks else "MISMATCH"
-    print(f"  rows stored: {stored:,} = clicks accepted {tally.clicks:,}: {verdict}")
-    if stored != tally.clicks or tally.errors:
+    shed_total = sum(shed.values())
+    print(f"  clicks shed over budget: {shed_total:,} {shed or ''}")
+    expected = tally.clicks - shed_total
+    verdict = "nothing lost" if stored == expected else "MISMATCH"
+    print(f"  rows stored: {stored:,} = clicks answered 204 less shed {expected:,}: {verdict}")
+    if stored != expected or tally.errors:
         raise SystemExit(1)
 
 

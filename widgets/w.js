@@ -11,7 +11,8 @@
    Per click it sends positions, sizes and a CSS selector of the clicked element built
    from tag names, ids and classes: never text, input values or anything typed.
    Batches go to /b/KEY as text/plain JSON with navigator.sendBeacon (fetch keepalive
-   as the fallback), at 20 clicks, after 5 s, and when the page is hidden or left.
+   as the fallback), at 20 clicks, after 5 s, and when the page is hidden or left;
+   at most 10 batches per page view (Hitmap also budgets clicks per address and site).
    A URL fragment #hitmap-overlay=TOKEN (from the heatmap page) loads the live overlay. */
 (function () {
   "use strict";
@@ -75,13 +76,14 @@
     if (script.getAttribute("data-clicks") === "0") return;
     if (opt("dnt") && (nav.doNotTrack === "1" || window.doNotTrack === "1" ||
         nav.globalPrivacyControl === true)) return;
-    var url = base + "/b/" + key, queue = [], page = null, timer = 0;
+    var url = base + "/b/" + key, queue = [], page = null, timer = 0, batches = 0;
     var NAME = /^[A-Za-z][\w-]{0,40}$/;
 
     function send() {
       clearTimeout(timer);
       timer = 0;
       if (!queue.length) return;
+      batches++;
       var body = JSON.stringify({ p: page, c: queue });
       queue = [];
       try {
@@ -125,7 +127,7 @@
     function record(e) {
       var t = e.target;
       // Keyboard "clicks" have no position; the owner's own overlay is not a visit.
-      if (!e.isTrusted || !e.detail || !t || t.nodeType !== 1 ||
+      if (batches >= 10 || !e.isTrusted || !e.detail || !t || t.nodeType !== 1 ||
           root.hasAttribute("data-hitmap-overlay")) return;
       var path = (location.pathname + (opt("query") ? location.search + location.hash : ""))
         .slice(0, 512);

@@ -20,11 +20,14 @@ from sqlalchemy.orm import Session
 from app.clock import Clock
 from app.db import Database
 from app.heatmaps import repository, validation
+from app.heatmaps.budgets import BeaconLimits, ClickBudgets, within_budgets
 from app.heatmaps.schemas import Click, RecordingOptions
 from app.heatmaps.validation import Beacon, SiteEntry, Verdict
 from app.ingest import repository as ingest_repository
 from app.ingest.cache import RefreshingCache
 from app.ingest.outage import TRANSIENT
+from app.ingest.pipeline import IPNetwork
+from app.ingest.repository import DropKey
 from app.ingest.service import SITE_CACHE_SECONDS
 from app.ingest.writer import HitWriter
 from app.ops import metrics
@@ -46,6 +49,8 @@ class BeaconRequest:
     referer: str | None
     dnt: str | None
     gpc: str | None
+    peer_ip: str | None = None
+    forwarded_for: str | None = None
 
 
 class SiteSource(Protocol):
@@ -101,6 +106,8 @@ class BeaconService:
         sites: SiteSource,
         buckets: tuple[WidthBucket, ...],
         writer: HitWriter,
+        limits: BeaconLimits,
+        trusted_proxies: tuple[IPNetwork, ...],
     ) -> None:
         self.db = db
         self.clock = clock
@@ -108,7 +115,8 @@ class BeaconService:
         self.writer = writer
         writer.outage.register(SPOOL_KIND, _apply_spooled)
         self.lookup = _SiteLookup(db, sites)
-        self.steps = validation.build_pipeline(self.lookup, buckets)
+        self.budgets = ClickBudgets(limits, trusted_proxies)
+        self.steps = validation.build_pipeline(self.lookup, buckets, within_budgets(self.budgets))
         # (site id, path) → (origin, day) already written to heatmap_pages by this process.
         self._pages: dict[tuple[int, str], tuple[str, dt.date]] = {}
         self.accepted_clicks = 0
@@ -123,11 +131,16 @@ class BeaconService:
             referer=request.referer,
             privacy_signal=request.dnt == "1" or request.gpc == "1",
             received_at=self.clock.now(),
+            peer_ip=request.peer_ip,
+            forwarded_for=request.forwarded_for,
         )
         try:
             verdict = validation.run(self.steps, beacon)
             if verdict is not None:
-                metrics.beacon_refused(verdict.status)
+                if verdict.shed is not None:
+                    self._count_shed(beacon, verdict.shed)
+                else:
+                    metrics.beacon_refused(verdict.status)
                 return verdict
             if self.writer.database_down:
                 self._spool(beacon)
@@ -145,6 +158,13 @@ class BeaconService:
         self.accepted_clicks += len(beacon.clicks)
         metrics.beacon_accepted(len(beacon.clicks))
         return ACCEPTED
+
+    def _count_shed(self, beacon: Beacon, reason: str) -> None:
+        # With the counter's drops: written with the hit writer's next batch (or spooled).
+        assert beacon.site is not None
+        clicks = len(beacon.clicks)
+        self.writer.count_drop(DropKey(beacon.site.scope, beacon.day, reason), clicks)
+        metrics.beacon_shed(reason, clicks)
 
     def _store_or_spool(self, beacon: Beacon) -> None:
         # The write claims the id its spooled copy would carry: if the commit's outcome

@@ -95,6 +95,9 @@ async def beacon(key: str, request: Request) -> Response:
             referer=h.get("referer"),
             dnt=h.get("dnt"),
             gpc=h.get("sec-gpc"),
+            peer_ip=request.client.host if request.client else None,
+            # Every X-Forwarded-For header, joined as the counter does.
+            forwarded_for=", ".join(h.getlist("x-forwarded-for")) or None,
         ),
     )
     if verdict.status == 204:

@@ -5,7 +5,8 @@ A step fills in what it learns (the site, the page, the clicks) or returns a
 no page: no usable ``Origin`` or ``Referer``), 400 with a short reason (a page on
 a foreign host, or anything invalid; nothing from the batch is stored), or 204
 for a batch that is fine but must not be recorded (the visitor asked not to be
-tracked and the owner honours that). Cheap checks come first; the body is
+tracked and the owner honours that, or the batch is over its address's or site's
+click budget: shed and counted, see ``budgets.py``). Cheap checks come first; the body is
 parsed only after the site and the sender are known.
 
 The wire format (``text/plain`` body holding JSON, so that browsers send it
@@ -56,10 +57,12 @@ BATCH_FIELDS = frozenset({"p", "c"})
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """Why a batch ends before being stored: the HTTP status and a short, safe reason."""
+    """Why a batch ends before being stored: the HTTP status and a short, safe reason
+    (``shed``: the counted reason of a batch shed over budget, see ``budgets.py``)."""
 
     status: int
     reason: str
+    shed: str | None = None
 
 
 UNKNOWN_SITE = Verdict(404, "no such site")
@@ -84,6 +87,9 @@ class Beacon:
     referer: str | None
     privacy_signal: bool  # the browser sent DNT: 1 or Sec-GPC: 1
     received_at: dt.datetime
+    # The socket peer and X-Forwarded-For: the client, behind trusted proxies (never stored).
+    peer_ip: str | None = None
+    forwarded_for: str | None = None
     site: SiteEntry | None = None
     page_origin: str | None = None
     payload: dict[str, Any] | None = None
@@ -290,8 +296,11 @@ def check_clicks(buckets: tuple[WidthBucket, ...]) -> Step:
 
 
 def build_pipeline(
-    lookup: Callable[[str], SiteEntry | None], buckets: tuple[WidthBucket, ...]
+    lookup: Callable[[str], SiteEntry | None],
+    buckets: tuple[WidthBucket, ...],
+    within_budgets: Step,
 ) -> tuple[Step, ...]:
+    """The steps in order; the budget comes last, as it charges the batch's clicks."""
     return (
         check_key,
         check_body_size,
@@ -301,6 +310,7 @@ def build_pipeline(
         parse_body,
         check_page,
         check_clicks(buckets),
+        within_budgets,
     )
 
 

@@ -1,5 +1,7 @@
 """Budgets that keep one client or one site from taking the counter from everyone else.
 
+The click beacon uses the same buckets, charged per click (``app/heatmaps/budgets.py``).
+
 Both live in process memory and shed, never queue: a shed hit still gets its
 image, uncounted, and its reason is counted. The database still decides what
 a visit is; budgets only decide what this process has time for.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,22 +27,30 @@ class TokenBuckets:
         self.rate = rate
         self.burst = float(burst)
         self.max_keys = max_keys
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._buckets: dict[Hashable, tuple[float, float]] = {}
 
-    def take(self, key: str, now: float | None = None) -> bool:
+    def take(self, key: Hashable, now: float | None = None, cost: float = 1.0) -> bool:
+        """Take ``cost`` tokens from ``key``'s bucket, or none when it holds fewer.
+
+        ``now`` in seconds, from any source that does not jump: a clock stepped
+        back only pauses the refill.
+        """
         now = time.monotonic() if now is None else now
         entry = self._buckets.get(key)
         if entry is None:
             if len(self._buckets) >= self.max_keys:
                 self._buckets.clear()
-            self._buckets[key] = (self.burst - 1.0, now)
-            return True
-        tokens, last = entry
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if tokens < 1.0:
+            tokens = self.burst
+        else:
+            tokens, last = entry
+            if now > last:
+                tokens = min(self.burst, tokens + (now - last) * self.rate)
+            else:
+                now = last
+        if tokens < cost:
             self._buckets[key] = (tokens, now)
             return False
-        self._buckets[key] = (tokens - 1.0, now)
+        self._buckets[key] = (tokens - cost, now)
         return True
 
 

@@ -37,6 +37,7 @@ from prometheus_client import (
     values,
 )
 
+from app.heatmaps.budgets import ShedReason
 from app.ingest.pipeline import DropReason
 from app.ops.spool_stats import SpoolCollector, SpoolStats
 from app.settings import Settings
@@ -80,10 +81,17 @@ SPOOLED_DISCARDED = Counter(
 BEACON_BATCHES = Counter(
     "hitmap_beacon_batches",
     "Click beacon batches by result: accepted, rejected (400), unknown_site (404), "
-    "not_tracked (Do Not Track honoured), unavailable (neither stored nor spooled).",
+    "not_tracked (Do Not Track honoured), shed (over a click budget), unavailable "
+    "(neither stored nor spooled).",
     ["result"],
 )
 BEACON_CLICKS = Counter("hitmap_beacon_clicks_accepted", "Clicks in accepted beacon batches.")
+BEACON_CLICKS_SHED = Counter(
+    "hitmap_beacon_clicks_shed",
+    "Clicks of valid beacon batches shed over a budget, by reason: clicks_ip_budget (one "
+    "client address), clicks_site_budget (one site).",
+    ["reason"],
+)
 WRITER_QUEUE = Gauge(
     "hitmap_writer_queue_depth",
     "Counter hits queued for the hit writer, not yet in a batch (all processes).",
@@ -100,8 +108,9 @@ RENDER_SECONDS = Histogram(
 DROPPED_BY_REASON = {reason.value: HITS_DROPPED.labels(reason.value) for reason in DropReason}
 BEACON_RESULTS = {
     result: BEACON_BATCHES.labels(result)
-    for result in ("accepted", "rejected", "unknown_site", "not_tracked", "unavailable")
+    for result in ("accepted", "rejected", "unknown_site", "not_tracked", "shed", "unavailable")
 }
+SHED_BY_REASON = {reason.value: BEACON_CLICKS_SHED.labels(reason.value) for reason in ShedReason}
 _BEACON_REFUSALS = {204: "not_tracked", 404: "unknown_site", 503: "unavailable"}
 RENDER_KINDS = frozenset({"thumbnail", "map", "heatmap"})
 RENDER_RANGES = frozenset({"24h", "7d", "30d", "365d", "all"})
@@ -124,6 +133,11 @@ def beacon_refused(status: int) -> None:
 def beacon_accepted(clicks: int) -> None:
     BEACON_RESULTS["accepted"].inc()
     BEACON_CLICKS.inc(clicks)
+
+
+def beacon_shed(reason: str, clicks: int) -> None:
+    BEACON_RESULTS["shed"].inc()
+    SHED_BY_REASON[reason].inc(clicks)
 
 
 def observe_render(kind: str, span: str, seconds: float) -> None:

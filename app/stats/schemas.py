@@ -34,6 +34,7 @@ class DashboardView:
     dropped_total: int
     countries: list[CountryShare]
     dropped: list[DropRow]
+    clicks_shed: list[DropRow]
 
     @property
     def range_phrase(self) -> str:
@@ -74,4 +75,5 @@ def dashboard_view(dashboard: Dashboard, path: str) -> DashboardView:
         dropped_total=dashboard.dropped_total,
         countries=[_share(row, dashboard.in_range) for row in dashboard.countries],
         dropped=dashboard.dropped,
+        clicks_shed=dashboard.clicks_shed,
     )

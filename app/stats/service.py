@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import Clock, utc_today
 from app.errors import InvalidInput
+from app.heatmaps.budgets import SHED_LABELS, ShedReason
 from app.ingest.pipeline import DROP_LABELS, DropReason
 from app.sites.scope import SiteScope
 from app.stats import repository
@@ -73,6 +74,7 @@ class Dashboard:
     in_range: int
     countries: list[CountryRow]
     dropped: list[DropRow] = field(default_factory=list)
+    clicks_shed: list[DropRow] = field(default_factory=list)  # heatmap clicks, not hits
 
     @property
     def dropped_total(self) -> int:
@@ -90,19 +92,35 @@ def _drop_label(reason: str) -> str:
         return reason.replace("_", " ").capitalize()
 
 
+CLICK_REASONS = frozenset(r.value for r in ShedReason)
+
+
+def _drops(
+    session: Session, scope: SiteScope, days: repository.Days
+) -> tuple[list[DropRow], list[DropRow]]:
+    """Counter hits dropped, and heatmap clicks shed: both are counted in ``dropped_hits``,
+    but they are different things and never added up."""
+    hits, clicks = [], []
+    for reason, n in repository.dropped_per_reason(session, scope, days):
+        if reason in CLICK_REASONS:
+            clicks.append(DropRow(reason, SHED_LABELS[ShedReason(reason)], n))
+        else:
+            hits.append(DropRow(reason, _drop_label(reason), n))
+    return hits, clicks
+
+
 def dashboard(session: Session, clock: Clock, scope: SiteScope, range_: Range) -> Dashboard:
     today = utc_today(clock)
     days = range_.days(today)
+    dropped, clicks_shed = _drops(session, scope, days)
     return Dashboard(
         range=range_,
         today=repository.unique_visits(session, scope, (today, today)),
         total=repository.unique_visits(session, scope, (None, None)),
         in_range=repository.unique_visits(session, scope, days),
         countries=_countries(repository.visits_per_country(session, scope, days, limit=25)),
-        dropped=[
-            DropRow(r, _drop_label(r), n)
-            for r, n in repository.dropped_per_reason(session, scope, days)
-        ],
+        dropped=dropped,
+        clicks_shed=clicks_shed,
     )
 
 
@@ -160,8 +178,5 @@ def report(session: Session, scope: SiteScope, start: dt.date, end: dt.date) -> 
         all_time=repository.unique_visits(session, scope, (None, None)),
         per_day=per_day,
         countries=_countries(repository.visits_per_country(session, scope, days)),
-        dropped=[
-            DropRow(r, _drop_label(r), n)
-            for r, n in repository.dropped_per_reason(session, scope, days)
-        ],
+        dropped=_drops(session, scope, days)[0],
     )

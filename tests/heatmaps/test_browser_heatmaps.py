@@ -232,3 +232,33 @@ def test_clicks_heatmap_and_live_overlay_in_chromium(browser: Browser, database_
         page.goto(blank)  # the batch's beacon fails quietly
         assert errors == []
         third.close()
+
+
+def test_one_page_view_sends_at_most_ten_batches(browser: Browser, database_url, tmp_path):
+    """Someone (or something) clicking on and on: the widget stops after 10 batches of 20."""
+    with PageServer() as pages, live_hitmap(database_url, tmp_path) as hitmap:
+        ctx = hitmap.ctx
+        site = make_site(ctx, make_account(ctx), domain="127.0.0.1")
+        snippet = sites.snippet(f"http://localhost:{hitmap.port}", site).full_html
+        pages.pages["/shop.html"] = SHOP.format(banner="", snippet=snippet)
+        pages.pages["/blank.html"] = "<!doctype html><title>Elsewhere</title><p>Bye</p>"
+        context = _context(browser, 1400)
+        page = context.new_page()
+        sent: list[str] = []  # beacons as the browser saw them (a Blob body is not shown)
+
+        def note(request) -> None:
+            if request.method == "POST" and f"/b/{site.public_key}" in request.url:
+                sent.append(request.url)
+
+        context.on("request", note)
+        page.goto(f"{pages.origin}/shop.html")
+        for n in range(300):  # 15 batches' worth, with a timer flush in between
+            page.mouse.click(300 + n % 50, 260)
+            if n == 104:
+                page.wait_for_timeout(5_500)  # the 5 s timer sends the 5 clicks queued
+        page.goto(f"{pages.origin}/blank.html")  # pagehide: nothing left to send
+        page.wait_for_timeout(500)
+        context.close()
+        assert len(sent) == 10
+        rows = _wait_for_clicks(ctx, site, 185)
+        assert len(rows) == 185  # 5 full batches, the timer's 5 clicks, 4 full batches
