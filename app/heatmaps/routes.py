@@ -218,7 +218,7 @@ def _overview(
     buckets = ctx.settings.width_buckets
     options = service.recording_options(session, scope)
     pages = service.list_pages(session, scope, days)
-    return render(
+    response = render(
         request,
         "heatmaps.html",
         {
@@ -241,6 +241,9 @@ def _overview(
         },
         status_code=status_code,
     )
+    # The owner's pages, and the one that shows a new bookmarklet's token: never cached.
+    response.headers.update(PRIVATE)
+    return response
 
 
 @router.get("/sites/{key}/heatmaps", response_class=HTMLResponse, name="heatmaps")
@@ -308,7 +311,7 @@ def _page_view(
             )
         )
     everything = {"path": page, **_range_params(days)}
-    return render(
+    response = render(
         request,
         "heatmaps_page.html",
         {
@@ -327,6 +330,8 @@ def _page_view(
             "live_url": live_url,
         },
     )
+    response.headers.update(PRIVATE)  # live_url carries an overlay token
+    return response
 
 
 @router.get("/sites/{key}/heatmaps/heatmap.png", name="heatmap_png")

@@ -217,3 +217,25 @@ def test_overlay_script_is_served_for_any_page(client):
     assert response.headers["content-type"].startswith("text/javascript")
     assert response.headers["cross-origin-resource-policy"] == "cross-origin"
     assert "hitmap-overlay" in response.text
+
+
+def test_pages_that_show_an_overlay_token_are_never_cached(signed_in, site):
+    key = site.public_key
+    send(signed_in, key, batch())
+    made = post(
+        signed_in,
+        f"/sites/{key}/heatmaps/bookmarklet",
+        {},
+        csrf(signed_in, f"/sites/{key}/heatmaps"),
+    )
+    assert 'id="bookmarklet-link"' in made.text
+    live = post(
+        signed_in,
+        f"/sites/{key}/heatmaps/live",
+        {"path": "/pricing"},
+        csrf(signed_in, f"/sites/{key}/heatmaps"),
+    )
+    assert 'id="live-link"' in live.text
+    for response in (made, live):
+        directives = {d.strip() for d in response.headers["cache-control"].split(",")}
+        assert "no-store" in directives
