@@ -188,7 +188,9 @@ class IngestService:
                 found = await _off_loop(self.sites.get, key)
             if found is None:
                 return HitResult(Outcome.UNKNOWN_SITE, NEUTRAL)
-            image = self.images.peek(found[0]) or await _off_loop(self.images.get, found[0])
+            image = self.images.peek(found[0])
+            if image is None:
+                image = await _off_loop(self.images.get, found[0])
         except SQLAlchemyError:
             return HitResult(Outcome.NOT_RECORDED, NEUTRAL)
         return HitResult(Outcome.NOT_RECORDED, image)
