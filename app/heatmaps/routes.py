@@ -489,7 +489,6 @@ def heatmap_live(
     if origin is None:
         raise InvalidInput("this page has sent no clicks yet, so its address is not known")
     token = overlay.create_link_token(session, ctx.clock.now(), scope)
+    link = overlay.overlay_link(overlay.link_origin(session, scope, origin), page, token)
     days = _days(request, None, None, None)
-    return _page_view(
-        request, session, scope, page, days, live_url=overlay.overlay_link(origin, page, token)
-    )
+    return _page_view(request, session, scope, page, days, live_url=link)
