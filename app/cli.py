@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from app import __version__
+from app import __version__, serving
 from app.accounts import service as accounts
 from app.backup.commands import backup_command, restore_command
 from app.clock import utc_today
@@ -148,7 +148,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         workers=settings.workers,
         host=settings.host,
         port=settings.port,
-        http="httptools",
+        # httptools with a cap on the request head (431 past 32 KiB): app/serving.py.
+        http=serving.PROTOCOL,
         loop="uvloop",
         # Visitor IPs must never reach a log: no access log, no WebSocket
         # handshake log, and no X-Forwarded-For rewriting behind the app's

@@ -98,6 +98,7 @@ def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
         "takes a per-account bearer token (create one on your account page).",
         docs_url=None,  # app.api.docs serves /docs with local Swagger UI files
         redoc_url=None,
+        redirect_slashes=False,  # app.redirects answers with relative URLs instead
     )
     app.state.ctx = ctx
 
@@ -179,7 +180,9 @@ def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
 
     from app.ingest.routes import CounterEndpoint
     from app.ops.routes import OpsEndpoint
+    from app.redirects import RelativeSlashRedirect
 
+    app.add_middleware(RelativeSlashRedirect, router=app.router)
     # Outermost of our middleware: the counter skips routing and the HTML headers.
     app.add_middleware(CounterEndpoint, ingest=ctx.ingest)
     # Probes and scrapes too (no session, no CSRF, never a visit).

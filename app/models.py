@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     String,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -146,6 +147,9 @@ class SiteHostname(Base):
         Id, ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
     )
     hostname: Mapped[str] = mapped_column(String(253), primary_key=True)
+    # The owner's pages on this hostname are served over plain http (the overlay link
+    # uses it); https unless the owner says so.
+    plain_http: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class DailySalt(Base):

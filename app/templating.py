@@ -42,12 +42,34 @@ def verified_flash(request: Request) -> str | None:
     return message if hmac.compare_digest(sig, expected) else None
 
 
+class LazyCsrfToken:
+    """The page's CSRF token, made when a template first writes it.
+
+    Making one sets the browser's CSRF cookie, so a page without a form (the public
+    map, which anyone may cache) sets no cookie on an anonymous visitor.
+    """
+
+    __slots__ = ("_request", "_value")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._value: str | None = None
+
+    def __str__(self) -> str:
+        if self._value is None:
+            self._value = csrf_token(self._request)
+        return self._value
+
+    def __html__(self) -> str:  # hex digits: nothing to escape
+        return str(self)
+
+
 def render(
     request: Request, template: str, context: dict[str, Any] | None = None, status_code: int = 200
 ) -> HTMLResponse:
     values: dict[str, Any] = {
         "account": getattr(request.state, "account", None),
-        "csrf_token": csrf_token(request),
+        "csrf_token": LazyCsrfToken(request),
         "base_url": get_ctx(request).settings.base_url,
         "flash": verified_flash(request),
     }

@@ -152,6 +152,11 @@ def delete_token(session: Session, account_id: int, token_id: int) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def delete_tokens(session: Session, account_id: int) -> int:
+    result = session.execute(delete(ApiToken).where(ApiToken.account_id == account_id))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def find_token_account(session: Session, token_hash: bytes) -> tuple[ApiToken, Account] | None:
     row = session.execute(
         select(ApiToken, Account)

@@ -226,20 +226,33 @@ def change_password(
     current_password: FormText = "",
     new_password: FormText = "",
     new_password_confirm: FormText = "",
+    revoke_tokens: FormText = "",
 ) -> Response:
+    revoke = revoke_tokens not in ("", "0", "off", "false")
     try:
         if new_password != new_password_confirm:
             raise InvalidInput("the two new passwords are not the same; type them again")
-        accounts.change_password(
+        revoked = accounts.change_password(
             session,
             account,
             current=current_password,
             new=new_password,
             keep_session=request.cookies.get(deps.SESSION_COOKIE),
+            revoke_api_tokens=revoke,
         )
     except InvalidInput as exc:
         return _account_page(request, session, account, exc.status, password_error=exc.message)
-    return _redirect(_with_flash(request, "/account", FLASH_PASSWORD_CHANGED))
+    message = FLASH_PASSWORD_CHANGED
+    if revoke:
+        message += " " + _revoked_tokens_message(revoked)
+    return _redirect(_with_flash(request, "/account", message))
+
+
+def _revoked_tokens_message(revoked: int) -> str:
+    if revoked == 0:
+        return "There were no API tokens to revoke."
+    tokens = "1 API token was" if revoked == 1 else f"{revoked} API tokens were"
+    return f"{tokens} revoked; programs using them stop working."
 
 
 @router.post("/account/tokens", include_in_schema=False, dependencies=[Csrf])

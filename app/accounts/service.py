@@ -169,8 +169,15 @@ def end_session(session: Session, token: str | None) -> None:
 
 
 def change_password(
-    session: Session, account: Account, *, current: str, new: str, keep_session: str | None
-) -> None:
+    session: Session,
+    account: Account,
+    *,
+    current: str,
+    new: str,
+    keep_session: str | None,
+    revoke_api_tokens: bool = False,
+) -> int:
+    """Set the new password; returns how many API tokens were revoked with it."""
     if not verify_password(account.password_hash, current):
         raise InvalidInput("the current password is wrong")
     check_password_strength(new)
@@ -178,6 +185,8 @@ def change_password(
     # Other devices are logged out: a changed password must lock out whoever knew the old one.
     keep = token_digest(keep_session) if keep_session else None
     repository.delete_other_sessions(session, account.id, keep)
+    # API tokens do not depend on the password; whoever knew it may have made one.
+    return repository.delete_tokens(session, account.id) if revoke_api_tokens else 0
 
 
 def delete_account(session: Session, account: Account, *, password: str) -> None:

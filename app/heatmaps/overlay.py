@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
@@ -143,6 +144,21 @@ def bookmarklet(base_url: str, scope: SiteScope, token: str) -> str:
         f"s.src={src};s.setAttribute('data-site',{key});s.setAttribute('data-token',{tok});"
         "(d.body||d.documentElement).appendChild(s)})()"
     )
+
+
+def link_origin(session: Session, scope: SiteScope, seen_origin: str) -> str:
+    """Where the overlay link may take the token: one of the owner's listed hostnames.
+
+    ``seen_origin`` is what the page's last beacon said; anyone with the public key
+    can send a beacon from any subdomain, port or scheme of a listed host. It only
+    picks which listed hostname: the link's scheme, host and port come from the list
+    (https unless the owner chose http for that hostname on the site page).
+    """
+    try:
+        seen_host = urlsplit(seen_origin).hostname
+    except ValueError:
+        seen_host = None
+    return sites.listed_origin(session, scope, seen_host)
 
 
 def overlay_link(origin: str, path: str, token: str) -> str:

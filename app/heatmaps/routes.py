@@ -222,7 +222,7 @@ def _overview(
     buckets = ctx.settings.width_buckets
     options = service.recording_options(session, scope)
     pages = service.list_pages(session, scope, days)
-    return render(
+    response = render(
         request,
         "heatmaps.html",
         {
@@ -245,6 +245,9 @@ def _overview(
         },
         status_code=status_code,
     )
+    # The owner's pages, and the one that shows a new bookmarklet's token: never cached.
+    response.headers.update(PRIVATE)
+    return response
 
 
 @router.get("/sites/{key}/heatmaps", response_class=HTMLResponse, name="heatmaps")
@@ -312,7 +315,7 @@ def _page_view(
             )
         )
     everything = {"path": page, **_range_params(days)}
-    return render(
+    response = render(
         request,
         "heatmaps_page.html",
         {
@@ -331,6 +334,8 @@ def _page_view(
             "live_url": live_url,
         },
     )
+    response.headers.update(PRIVATE)  # live_url carries an overlay token
+    return response
 
 
 @router.get("/sites/{key}/heatmaps/heatmap.png", name="heatmap_png")
@@ -488,7 +493,6 @@ def heatmap_live(
     if origin is None:
         raise InvalidInput("this page has sent no clicks yet, so its address is not known")
     token = overlay.create_link_token(session, ctx.clock.now(), scope)
+    link = overlay.overlay_link(overlay.link_origin(session, scope, origin), page, token)
     days = _days(request, None, None, None)
-    return _page_view(
-        request, session, scope, page, days, live_url=overlay.overlay_link(origin, page, token)
-    )
+    return _page_view(request, session, scope, page, days, live_url=link)

@@ -9,9 +9,7 @@ re-rendered on every view.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 import math
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ from html import escape
 import numpy as np
 from sqlalchemy.orm import Session
 
+from app.csv_export import csv_stream
 from app.db import Database
 from app.errors import InvalidInput
 from app.heatmaps import repository
@@ -180,21 +179,12 @@ def export_csv(
     bucket: WidthBucket | None,
     days: DateRange,
 ) -> Iterator[str]:
-    """The raw clicks as CSV, streamed from a session of its own."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(repository.EXPORT_COLUMNS)
+    """The raw clicks as CSV (formula-safe, see app.csv_export), from a session of its own."""
     with db.session() as session:
         rows = repository.export_rows(
             session, scope, path, bucket.name if bucket else None, days.first, days.last
         )
-        for i, row in enumerate(rows, 1):
-            writer.writerow([_cell(v) for v in row])
-            if i % EXPORT_FLUSH_ROWS == 0:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-    yield buffer.getvalue()
+        yield from csv_stream(repository.EXPORT_COLUMNS, rows, flush_rows=EXPORT_FLUSH_ROWS)
 
 
 def export_json(

@@ -35,7 +35,11 @@ PURPOSE_HEADERS = {b"sec-purpose", b"purpose", b"x-purpose", b"x-moz"}
 
 
 class CounterEndpoint:
-    """ASGI middleware that answers ``GET /c/{key}.png`` and passes everything else on."""
+    """ASGI middleware that answers ``GET /c/{key}.png`` and passes everything else on.
+
+    ``HEAD`` gets the same status and headers as ``GET`` and no body; it counts nothing
+    (link checkers and proxies send it, no page view does).
+    """
 
     def __init__(self, app: ASGIApp, ingest: IngestService) -> None:
         self.app = app
@@ -45,20 +49,24 @@ class CounterEndpoint:
         path: str = scope.get("path", "")
         if (
             scope["type"] != "http"
-            or scope["method"] != "GET"
+            or scope["method"] not in ("GET", "HEAD")
             or not path.startswith("/c/")
             or not path.endswith(".png")
         ):
             await self.app(scope, receive, send)
             return
         request, if_none_match = _read(scope, path[3:-4])
+        head = scope["method"] == "HEAD"
         try:
-            result = await self.ingest.handle_async(request)
+            if head:
+                result = await self.ingest.look_async(request.key)
+            else:
+                result = await self.ingest.handle_async(request)
         except Exception:
             # Never break a customer's page: answer the neutral image whatever went wrong.
             log.exception("counter failed; answered the neutral image")
             result = HitResult(Outcome.NOT_RECORDED, NEUTRAL)
-        await _answer(send, result, if_none_match)
+        await _answer(send, result, if_none_match, head=head)
 
 
 def _read(scope: Scope, key: str) -> tuple[HitRequest, bytes | None]:
@@ -90,7 +98,9 @@ def _read(scope: Scope, key: str) -> tuple[HitRequest, bytes | None]:
     return request, if_none_match
 
 
-async def _answer(send: Send, result: HitResult, if_none_match: bytes | None) -> None:
+async def _answer(
+    send: Send, result: HitResult, if_none_match: bytes | None, *, head: bool = False
+) -> None:
     image: CounterImage = result.image
     etag = image.etag.encode()
     status = 404 if result.outcome is Outcome.UNKNOWN_SITE else 200
@@ -104,7 +114,7 @@ async def _answer(send: Send, result: HitResult, if_none_match: bytes | None) ->
         (b"content-length", str(len(body)).encode()),
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 # Snippets name /w.js, the loader: pasted snippets never change, so an hour's cache lets

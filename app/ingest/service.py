@@ -227,6 +227,23 @@ class IngestService:
                 image = NEUTRAL
         return HitResult(outcome, image, reason)
 
+    async def look_async(self, key: str) -> HitResult:
+        """What a GET of the counter would answer, counting nothing (``HEAD``)."""
+        if not is_wellformed_key(key):
+            return HitResult(Outcome.UNKNOWN_SITE, NEUTRAL)
+        known, found = self.sites.peek(key)
+        try:
+            if not known:
+                found = await _off_loop(self.sites.get, key)
+            if found is None:
+                return HitResult(Outcome.UNKNOWN_SITE, NEUTRAL)
+            image = self.images.peek(found[0])
+            if image is None:
+                image = await _off_loop(self.images.get, found[0])
+        except SQLAlchemyError:
+            return HitResult(Outcome.NOT_RECORDED, NEUTRAL)
+        return HitResult(Outcome.NOT_RECORDED, image)
+
     async def _count(self, hit: Hit) -> tuple[Outcome, DropReason | None]:
         if not self.salts.has(hit.day):
             try:

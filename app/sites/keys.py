@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import secrets
+
+from publicsuffixlist import PublicSuffixList
 
 from app.errors import InvalidInput
 
@@ -45,7 +48,25 @@ def normalize_hostname(raw: str) -> str:
     labels = ascii_host.split(".")
     if len(ascii_host) > 253 or not all(_LABEL.match(label) for label in labels):
         raise InvalidInput(f"{raw.strip()!r} is not a valid domain name (e.g. blog.example.org)")
+    if is_public_suffix(ascii_host):
+        # A site counts its hostnames' subdomains: on `com` it would count every .com page.
+        raise InvalidInput(
+            f"{ascii_host} is a public suffix (like com, co.uk or github.io), under which anyone "
+            "can register a name; enter your own domain, e.g. blog.example.org"
+        )
     return ascii_host
+
+
+@functools.cache
+def _public_suffixes() -> PublicSuffixList:
+    # The list bundled with the package (ICANN and private sections): no network needed.
+    return PublicSuffixList()
+
+
+def is_public_suffix(host: str) -> bool:
+    """``com``, ``co.uk``, ``github.io`` (but not ``alice.github.io``); a name under no
+    listed suffix (``localhost``, ``intranet``) is not one."""
+    return _public_suffixes().publicsuffix(host, accept_unknown=False) == host
 
 
 def host_matches(host: str, allowed: frozenset[str]) -> bool:

@@ -83,6 +83,25 @@ def hostnames(session: Session, scope: SiteScope) -> list[str]:
     )
 
 
+def hostname_schemes(session: Session, scope: SiteScope) -> list[tuple[str, bool]]:
+    """The site's hostnames with the owner's plain-http choice, by name."""
+    rows = session.execute(
+        select(SiteHostname.hostname, SiteHostname.plain_http)
+        .where(SiteHostname.site_id == scope.site_id)
+        .order_by(SiteHostname.hostname)
+    )
+    return [(name, bool(plain)) for name, plain in rows]
+
+
+def set_plain_http(session: Session, scope: SiteScope, hostname: str, plain_http: bool) -> int:
+    result = session.execute(
+        update(SiteHostname)
+        .where(SiteHostname.site_id == scope.site_id, SiteHostname.hostname == hostname)
+        .values(plain_http=plain_http)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def add_hostname(session: Session, scope: SiteScope, hostname: str) -> None:
     stmt = insert_for(session, SiteHostname).values(site_id=scope.site_id, hostname=hostname)
     session.execute(stmt.on_conflict_do_nothing())

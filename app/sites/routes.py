@@ -166,6 +166,27 @@ def site_hostname_remove(
     )
 
 
+@router.post("/sites/{key}/hostnames/scheme", dependencies=[Csrf], name="site_hostname_scheme")
+def site_hostname_scheme(
+    key: str,
+    request: Request,
+    session: DbSession,
+    account: CurrentAccount,
+    hostname: TextField = "",
+    scheme: TextField = "",
+) -> Response:
+    """The owner's choice of http or https for a hostname (the heatmap overlay link's)."""
+    scope = authz.owned_site(session, account.id, key)
+    host = hostname.strip().lower()
+    try:
+        with session.begin_nested():
+            plain_http = sites.set_hostname_scheme(session, scope, host, scheme.strip().lower())
+    except DomainError as exc:
+        return _page_error(request, session, scope, exc, "hostnames", SiteForms())
+    used = "plain http" if plain_http else "https"
+    return _redirect(request, site_path(scope), f"Overlay links open pages on {host} over {used}.")
+
+
 @router.post("/sites/{key}/retention", dependencies=[Csrf], name="site_retention")
 def site_retention(
     key: str,

@@ -54,6 +54,47 @@ def add_hostname(session: Session, scope: SiteScope, raw: str) -> str:
     return host
 
 
+@dataclass(frozen=True)
+class Hostname:
+    name: str
+    plain_http: bool  # the owner's pages there are served over http, not https
+
+    @property
+    def origin(self) -> str:
+        """The origin of the owner's pages on this hostname (default port)."""
+        shown = f"[{self.name}]" if ":" in self.name else self.name
+        return f"{'http' if self.plain_http else 'https'}://{shown}"
+
+
+def hostname_list(session: Session, scope: SiteScope) -> list[Hostname]:
+    return [Hostname(n, p) for n, p in repository.hostname_schemes(session, scope)]
+
+
+def set_hostname_scheme(session: Session, scope: SiteScope, hostname: str, scheme: str) -> bool:
+    """The owner's choice of scheme for one of the site's hostnames; True for plain http."""
+    if scheme not in ("https", "http"):
+        raise InvalidInput("scheme: choose https or http")
+    plain_http = scheme == "http"
+    if repository.set_plain_http(session, scope, hostname, plain_http) == 0:
+        raise NotFound(f"{hostname} is not a hostname of this site")
+    return plain_http
+
+
+def listed_origin(session: Session, scope: SiteScope, seen_host: str | None) -> str:
+    """The origin of a listed hostname for a page last seen on ``seen_host``: that
+    hostname itself when listed, else the listed one it is a subdomain of (the most
+    specific), else the site's main domain. Never a host, port or scheme a visitor
+    named: only what the owner listed, over https unless they chose http."""
+    listed = {h.name: h for h in hostname_list(session, scope)}
+    host = (seen_host or "").lower().rstrip(".")
+    labels = host.split(".") if host else []
+    for i in range(len(labels)):
+        candidate = listed.get(".".join(labels[i:]))
+        if candidate is not None:
+            return candidate.origin
+    return listed.get(scope.domain, Hostname(scope.domain, plain_http=False)).origin
+
+
 def remove_hostname(session: Session, scope: SiteScope, hostname: str) -> None:
     if hostname == scope.domain:
         raise InvalidInput("the site's main domain cannot be removed")

@@ -59,7 +59,7 @@ def render_site_page(
             "view": dashboard_view(dashboard, site_path(scope)),
             "added_on": _day(scope.created_at),
             "snippet": sites.snippet(base_url, scope),
-            "hostnames": sites.hostnames(session, scope),
+            "hostnames": sites.hostname_list(session, scope),
             "forms": forms,
             "error": forms.error,
             "name_value": scope.name if forms.name is None else forms.name,

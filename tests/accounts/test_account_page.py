@@ -165,6 +165,54 @@ def test_change_password_errors_change_nothing(ctx, client, current, new, confir
     assert _password_ok(ctx, account.email, DEFAULT_PASSWORD)
 
 
+def _change_password(client, **extra: str):
+    fields = {
+        "current_password": DEFAULT_PASSWORD,
+        "new_password": NEW_PASSWORD,
+        "new_password_confirm": NEW_PASSWORD,
+        **extra,
+    }
+    return form_post(client, "/account", "/account/password", fields)
+
+
+def test_password_change_offers_to_revoke_every_api_token(ctx, client):
+    account = _logged_in(ctx, client)
+    tokens = [TOKEN_IN_FIELD.search(_create_token(client, n).text).group(1) for n in "ab"]
+    page = client.get("/account", headers=HTML)
+    assert 'name="revoke_tokens"' in page.text and "revoke all 2 API tokens" in page.text
+
+    response = _change_password(client, revoke_tokens="1")
+    assert response.status_code == 303
+    landing = client.get(response.headers["location"], headers=HTML).text
+    assert "password was changed" in landing and "2 API tokens were revoked" in landing
+    for token in tokens:
+        with pytest.raises(NotAuthenticated):
+            _api_account(ctx, token)
+        assert (
+            client.get("/api/v1/sites", headers={"authorization": f"Bearer {token}"}).status_code
+            == 401
+        )
+    assert count(ctx, ApiToken, ApiToken.account_id == account.id) == 0
+    assert 'name="revoke_tokens"' not in client.get("/account", headers=HTML).text  # none left
+
+
+def test_password_change_keeps_api_tokens_unless_asked(ctx, client):
+    account = _logged_in(ctx, client)
+    token = TOKEN_IN_FIELD.search(_create_token(client).text).group(1)
+    response = _change_password(client)
+    assert response.status_code == 303
+    assert "revoked" not in client.get(response.headers["location"], headers=HTML).text
+    assert _api_account(ctx, token).id == account.id
+
+
+def test_a_failed_password_change_revokes_nothing(ctx, client):
+    account = _logged_in(ctx, client)
+    _create_token(client)
+    response = _change_password(client, current_password="not my password!", revoke_tokens="1")
+    assert response.status_code == 400
+    assert count(ctx, ApiToken, ApiToken.account_id == account.id) == 1
+
+
 # --- API tokens ----------------------------------------------------------------
 
 

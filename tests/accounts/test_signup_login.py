@@ -135,6 +135,24 @@ def test_login_with_an_unknown_email_says_the_same(client):
     assert "wrong email or password" in response.text
 
 
+def test_login_answers_alike_whether_or_not_the_email_is_registered(ctx, client):
+    """Sign-up may say an email is taken; login must not tell who has an account."""
+    registered = make_account(ctx, email="known@example.org")
+    known = _login(client, registered.email, "not the password at all")
+    unknown = _login(client, "unknown@example.org", "not the password at all")
+
+    def page(response, email: str) -> str:
+        text = response.text.replace(email, "EMAIL")
+        return text.replace(csrf_from(response.text), "TOKEN")
+
+    assert known.status_code == unknown.status_code == 401
+    assert page(known, registered.email) == page(unknown, "unknown@example.org")
+    ignored = {"content-length", "set-cookie", "date"}
+    assert {k: v for k, v in known.headers.items() if k not in ignored} == {
+        k: v for k, v in unknown.headers.items() if k not in ignored
+    }
+
+
 def test_login_required_page_comes_back_after_login(ctx, client):
     account = make_account(ctx)
     bounce = client.get("/account", headers=HTML, follow_redirects=False)

@@ -123,7 +123,7 @@ def test_serve_migrates_and_runs_without_a_server_or_access_log(data_dir, served
     assert options["access_log"] is False  # the log would hold visitor IPs
     assert options["proxy_headers"] is False  # HITMAP_TRUSTED_PROXIES decides, not uvicorn
     assert options["ws"] == "none"
-    assert options["workers"] == 1 and options["http"] == "httptools"
+    assert options["workers"] == 1 and options["http"] == "app.serving:HeadCappedHttpToolsProtocol"
     with TestClient(app) as client:
         assert client.get("/", headers={"accept": "text/html"}).status_code == 200
         assert client.get("/docs").status_code == 200

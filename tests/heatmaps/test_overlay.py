@@ -155,28 +155,76 @@ def test_only_the_owner_creates_or_revokes_tokens(ctx, client, site):
         assert session.scalars(select(HeatmapOverlayToken)).all() == []
 
 
+def _live_link(client, key: str, path: str = "/pricing") -> str:
+    response = post(
+        client,
+        f"/sites/{key}/heatmaps/live",
+        {"path": path},
+        csrf(client, f"/sites/{key}/heatmaps"),
+    )
+    assert response.status_code == 200, response.text
+    match = re.search(r'<a href="([^"]+)" id="live-link"', response.text)
+    assert match
+    return html.unescape(match.group(1))
+
+
 def test_overlay_link_opens_the_page_with_a_short_lived_token(ctx, signed_in, site, clock):
     key = site.public_key
     send(signed_in, key, batch(), origin="http://www.blog.example.org:8080")
     page = signed_in.get(f"/sites/{key}/heatmaps/page", params={"path": "/pricing"}, headers=HTML)
     assert 'id="open-live"' in page.text
-    response = post(
-        signed_in,
-        f"/sites/{key}/heatmaps/live",
-        {"path": "/pricing"},
-        csrf(signed_in, f"/sites/{key}/heatmaps"),
-    )
-    assert response.status_code == 200
-    match = re.search(r'<a href="([^"]+)" id="live-link"', response.text)
-    assert match
-    link = html.unescape(match.group(1))
-    prefix = "http://www.blog.example.org:8080/pricing#hitmap-overlay="
-    assert link.startswith(prefix)
+    link = _live_link(signed_in, key)
+    # The listed hostname over https: never the subdomain, port or scheme a beacon named.
+    prefix = "https://blog.example.org/pricing#hitmap-overlay="
+    assert link.startswith(prefix), link
     token = unquote(link[len(prefix) :])
-    origin = "http://www.blog.example.org:8080"
+    origin = "https://blog.example.org"
     assert _data(signed_in, key, token, origin=origin).status_code == 200
     clock.advance(minutes=11)
     assert _data(signed_in, key, token, origin=origin).status_code == 404
+
+
+def test_overlay_link_goes_only_to_an_origin_the_owner_listed(ctx, client):
+    """An anonymous beacon from a subdomain the owner does not control picks no destination."""
+    owner = make_account(ctx)
+    sign_in(ctx, client, owner)
+    site = make_site(ctx, owner, domain="bob.example.net")
+    key = site.public_key
+    path = f"/sites/{key}"
+    token = csrf(client, path)
+    assert (
+        post(client, f"{path}/hostnames", {"hostname": "docs.example.com"}, token).status_code
+        == 303
+    )
+    attacker = "http://attacker.bob.example.net:8081"
+    assert send(client, key, batch(path="/pricing"), origin=attacker).status_code == 204
+    assert (
+        send(client, key, batch(path="/docs"), origin="http://docs.example.com:8080").status_code
+        == 204
+    )
+    link = _live_link(client, key, "/pricing")
+    assert link.startswith("https://bob.example.net/pricing#hitmap-overlay="), link
+    assert "attacker" not in link and ":8081" not in link
+    assert _live_link(client, key, "/docs").startswith("https://docs.example.com/docs#")
+    # Only the owner's choice makes a link plain http, for that hostname alone.
+    chosen = post(
+        client,
+        f"{path}/hostnames/scheme",
+        {"hostname": "docs.example.com", "scheme": "http"},
+        token,
+    )
+    assert chosen.status_code == 303
+    assert "http://docs.example.com" in client.get(chosen.headers["location"], headers=HTML).text
+    assert _live_link(client, key, "/docs").startswith("http://docs.example.com/docs#")
+    assert _live_link(client, key, "/pricing").startswith("https://bob.example.net/pricing#")
+    back = post(
+        client,
+        f"{path}/hostnames/scheme",
+        {"hostname": "docs.example.com", "scheme": "https"},
+        token,
+    )
+    assert back.status_code == 303
+    assert _live_link(client, key, "/docs").startswith("https://docs.example.com/docs#")
 
 
 def test_overlay_link_needs_a_page_that_sent_clicks(signed_in, site):
@@ -217,3 +265,25 @@ def test_overlay_script_is_served_for_any_page(client):
     assert response.headers["content-type"].startswith("text/javascript")
     assert response.headers["cross-origin-resource-policy"] == "cross-origin"
     assert "hitmap-overlay" in response.text
+
+
+def test_pages_that_show_an_overlay_token_are_never_cached(signed_in, site):
+    key = site.public_key
+    send(signed_in, key, batch())
+    made = post(
+        signed_in,
+        f"/sites/{key}/heatmaps/bookmarklet",
+        {},
+        csrf(signed_in, f"/sites/{key}/heatmaps"),
+    )
+    assert 'id="bookmarklet-link"' in made.text
+    live = post(
+        signed_in,
+        f"/sites/{key}/heatmaps/live",
+        {"path": "/pricing"},
+        csrf(signed_in, f"/sites/{key}/heatmaps"),
+    )
+    assert 'id="live-link"' in live.text
+    for response in (made, live):
+        directives = {d.strip() for d in response.headers["cache-control"].split(",")}
+        assert "no-store" in directives

@@ -162,6 +162,21 @@ def test_range_including_today_is_redrawn_at_most_every_few_minutes(ctx, signed_
     assert signed_in.get(url, params=params).headers["x-hitmap-clicks"] == "3"
 
 
+def test_csv_download_neutralises_formulas_from_visitors(signed_in, site):
+    """A visitor picks the selector; the owner's spreadsheet must not run it (OWASP)."""
+    key = site.public_key
+    clicks = [click(10, 20, s="-SUM(A1:A2)"), click(30, 40, s="#buy")]
+    assert send(signed_in, key, batch(*clicks)).status_code == 204
+    base = f"/sites/{key}/heatmaps"
+    response = signed_in.get(f"{base}/clicks.csv", params={"path": "/pricing"})
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [r["selector"] for r in rows] == ["'-SUM(A1:A2)", "#buy"]
+    assert '"desktop",10,20,' in response.text  # numbers stay bare numbers
+    data = signed_in.get(f"{base}/clicks.json", params={"path": "/pricing"})
+    assert json.loads(data.text)["clicks"][0]["selector"] == "-SUM(A1:A2)"  # JSON is data
+
+
 def test_raw_clicks_download_as_csv_and_json(signed_in, site):
     key = site.public_key
     send(

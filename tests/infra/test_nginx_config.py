@@ -130,6 +130,7 @@ def test_rendered_configuration_has_the_directives_hitmap_relies_on(tmp_path, ce
         body = _block(code, route)
         assert "proxy_buffering off;" in body and "access_log off;" in body
     assert "proxy_request_buffering off;" in _block(code, "location /b/")
+    assert re.search(r"^\s*large_client_header_buffers 4 8k;", code, re.M)
     assert "deny all;" in _block(code, "location = /metrics")
     assert "proxy_pass" not in _block(code, "location = /metrics")
 
@@ -293,3 +294,12 @@ def test_access_log_holds_no_address_and_skips_counter_and_beacon(proxied):
     assert "127.0.0.3" not in logged and "Secret-Agent" not in logged
     assert "range=7d" not in logged
     assert "/c/KEY" not in logged and "/b/KEY" not in logged
+
+
+def test_an_oversized_header_never_reaches_hitmap(proxied):
+    with proxied.client() as client:
+        refused = client.get(f"{proxied.url}/sites", headers={"X-Big": "a" * 64 * 1024})
+        fine = client.get(f"{proxied.url}/sites", headers={"X-Big": "a" * 4 * 1024})
+    assert refused.status_code == 400
+    assert fine.status_code == 200
+    assert [path for path, _, _ in proxied.upstream.seen] == ["/sites"]

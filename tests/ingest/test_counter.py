@@ -151,3 +151,28 @@ def test_conditional_request_revalidates_and_still_counts(ctx, client, monkeypat
     )
     assert unchanged.status_code == 304
     assert len(_visits(ctx, site)) == 2
+
+
+def test_head_answers_like_get_without_a_body_and_counts_nothing(ctx, client):
+    site = make_site(ctx, make_account(ctx))
+    headers = {
+        "user-agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0",
+        "x-forwarded-for": "81.2.69.142",
+        "referer": "https://blog.example.org/post/1",
+    }
+    head = client.head(f"/c/{site.public_key}.png", headers=headers)
+    assert head.status_code == 200 and head.content == b""
+    assert _visits(ctx, site) == [] and _drops(ctx, site) == {}
+    get = hit(client, site.public_key, ip="81.2.69.200")  # counted, so the total moves on
+    again = client.head(f"/c/{site.public_key}.png", headers=headers)
+    for name in ("content-type", "cache-control", "cross-origin-resource-policy"):
+        assert again.headers[name] == get.headers[name]
+    assert again.headers["etag"] == get.headers["etag"]
+    assert again.headers["content-length"] == str(len(get.content))
+    assert len(_visits(ctx, site)) == 1 and _drops(ctx, site) == {}
+    fresh = client.head(f"/c/{site.public_key}.png", headers={"if-none-match": get.headers["etag"]})
+    assert fresh.status_code == 304 and fresh.content == b""
+    unknown = client.head("/c/AAAAAAAAAAAAAAAAAAAAAA.png")
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "image/png"
+    assert unknown.content == b"" and int(unknown.headers["content-length"]) > 0
+    assert len(_visits(ctx, site)) == 1 and _drops(ctx, site) == {}

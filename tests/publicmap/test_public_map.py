@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.sites import service as sites
-from tests.factories import hit, make_account, make_site
+from tests.factories import csrf_from, hit, make_account, make_site
 from tests.sites.helpers import HTML, csrf, other_client, post, sign_in, stat, table_rows
 
 
@@ -101,3 +101,18 @@ def test_making_the_map_private_through_settings_hides_it(ctx, client):
             csrf(client, settings),
         )
         assert visitor.get(path, headers=HTML).status_code == 200
+
+
+def test_public_page_sets_no_cookie_on_an_anonymous_visitor(ctx, client):
+    owner = make_account(ctx)
+    site = make_site(ctx, owner)
+    page = client.get(f"/map/{site.public_key}", headers=HTML)
+    assert page.status_code == 200
+    assert "set-cookie" not in page.headers
+    assert not client.cookies
+    # A signed-in owner's page still carries a working form (log out) with its CSRF cookie.
+    sign_in(ctx, client, owner)
+    own = client.get(f"/map/{site.public_key}", headers=HTML)
+    assert 'action="/logout"' in own.text
+    out = post(client, "/logout", {}, csrf_from(own.text))
+    assert out.status_code == 303

@@ -6,6 +6,7 @@ import pytest
 
 from app.deps import CSRF_COOKIE
 from app.security import keyed_digest
+from app.sites import service as sites_service
 from tests.factories import hit, make_account, make_site
 from tests.sites.helpers import (
     HTML,
@@ -168,6 +169,7 @@ def test_another_account_gets_404_everywhere_and_changes_nothing(ctx, client, ow
             f"{path}/settings": {"name": "Pwned", "is_public": ""},
             f"{path}/hostnames": {"hostname": "evil.example.com"},
             f"{path}/hostnames/remove": {"hostname": "blog.example.org"},
+            f"{path}/hostnames/scheme": {"hostname": "blog.example.org", "scheme": "http"},
             f"{path}/delete": {"confirm": "blog.example.org"},
         }
         for url, data in attempts.items():
@@ -181,6 +183,7 @@ def test_another_account_gets_404_everywhere_and_changes_nothing(ctx, client, ow
     assert row is not None
     assert (row.name, row.is_public, row.domain) == ("Owned", True, "blog.example.org")
     assert before[1] == hostnames_of(ctx, site.site_id) == ["blog.example.org"]
+    assert _plain_http(ctx, site) == {"blog.example.org": False}
     assert stored_visits(ctx, site.site_id) == (1, 1)
 
 
@@ -195,7 +198,7 @@ def test_unknown_and_malformed_keys_are_404(ctx, client, owner):
 def test_anonymous_posts_change_nothing(ctx, client):
     site = make_site(ctx, make_account(ctx), name="Owned")
     path = f"/sites/{site.public_key}"
-    client.get(f"/map/{site.public_key}", headers=HTML)  # sets the browser's CSRF cookie
+    client.get("/login", headers=HTML)  # a page with a form sets the browser's CSRF cookie
     token = keyed_digest(ctx.secret, "csrf", client.cookies[CSRF_COOKIE]).hex()
     response = post(client, f"{path}/settings", {"name": "Pwned"}, token)
     assert response.status_code == 303
@@ -204,3 +207,28 @@ def test_anonymous_posts_change_nothing(ctx, client):
     assert deleted.headers["location"].startswith("/login?next=")
     row = site_row(ctx, site.site_id)
     assert row is not None and row.name == "Owned"
+
+
+def _plain_http(ctx, site) -> dict[str, bool]:
+    with ctx.db.session() as session:
+        return {h.name: h.plain_http for h in sites_service.hostname_list(session, site)}
+
+
+def test_hostname_scheme_is_https_until_the_owner_chooses_http(ctx, client, owner):
+    site = make_site(ctx, owner)
+    path = f"/sites/{site.public_key}"
+    assert "https://blog.example.org" in client.get(path, headers=HTML).text
+    assert _plain_http(ctx, site) == {"blog.example.org": False}
+    token = csrf(client, path)
+    data = {"hostname": "blog.example.org", "scheme": "http"}
+    chosen = post(client, f"{path}/hostnames/scheme", data, token)
+    assert chosen.status_code == 303
+    assert _plain_http(ctx, site) == {"blog.example.org": True}
+    assert "Use https for blog.example.org" in client.get(path, headers=HTML).text
+
+    unknown = post(client, f"{path}/hostnames/scheme", {**data, "hostname": "x.example.org"}, token)
+    assert unknown.status_code == 404
+    assert "x.example.org is not a hostname of this site" in unknown.text
+    bad = post(client, f"{path}/hostnames/scheme", {**data, "scheme": "ftp"}, token)
+    assert bad.status_code == 400 and "choose https or http" in bad.text
+    assert _plain_http(ctx, site) == {"blog.example.org": True}
