@@ -25,8 +25,8 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
     return config
 
 
-def upgrade(engine: Engine) -> None:
-    """Migrate to head in one transaction.
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate to ``revision`` in one transaction.
 
     On SQLite, foreign keys are off while it runs: a migration that rebuilds a table
     drops the old one, and with foreign keys on that DROP deletes the rows of every
@@ -40,7 +40,7 @@ def upgrade(engine: Engine) -> None:
             _sqlite_foreign_keys(conn, on=False)
         try:
             with conn.begin():
-                command.upgrade(alembic_config(connection=conn), "head")
+                command.upgrade(alembic_config(connection=conn), revision)
                 if sqlite:
                     _check_foreign_keys(conn)
         finally:

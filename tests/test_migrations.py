@@ -9,7 +9,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import insert, text
 
 from app.db import make_engine
-from app.migrate import alembic_config
+from app.migrate import alembic_config, upgrade
 from app.models import Account, Site
 from tests.live import own_database
 
@@ -22,8 +22,8 @@ def test_0008_adds_the_hostname_scheme_as_https_and_keeps_every_hostname(databas
     with own_database(database_url, tmp_path) as url:
         engine = make_engine(url)
         try:
+            upgrade(engine, before)
             with engine.begin() as conn:
-                command.upgrade(alembic_config(connection=conn), before)
                 conn.execute(
                     insert(Account).values(
                         id=1, email="a@example.org", password_hash="x", created_at=NOW
@@ -45,8 +45,7 @@ def test_0008_adds_the_hostname_scheme_as_https_and_keeps_every_hostname(databas
                         text("INSERT INTO site_hostnames (site_id, hostname) VALUES (1, :h)"),
                         {"h": host},
                     )
-            with engine.begin() as conn:
-                command.upgrade(alembic_config(connection=conn), "0008")
+            upgrade(engine, "0008")
             with engine.connect() as conn:
                 rows = conn.execute(
                     text("SELECT hostname, plain_http FROM site_hostnames ORDER BY hostname")

@@ -172,8 +172,8 @@ def site_hostname_scheme(
     request: Request,
     session: DbSession,
     account: CurrentAccount,
-    hostname: TextField = "",
-    scheme: TextField = "",
+    hostname: FormText = "",
+    scheme: FormText = "",
 ) -> Response:
     """The owner's choice of http or https for a hostname (the heatmap overlay link's)."""
     scope = authz.owned_site(session, account.id, key)

@@ -6,7 +6,7 @@ now it is built from the site's own listed hostname, over https unless the owner
 marked that hostname as plain http (app/heatmaps/overlay.py).
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-03 09:00:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -7,7 +7,6 @@ import socket
 import sqlite3
 import time
 
-from alembic import command
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
@@ -84,8 +83,7 @@ def test_readyz_follows_the_schema_revision(settings, clock, database_url, tmp_p
                 assert "not migrated; run `hitmap migrate`" in empty.text
 
                 previous = SCRIPT.get_revision(HEAD).down_revision
-                with engine.begin() as conn:
-                    command.upgrade(alembic_config(connection=conn), previous)
+                upgrade(engine, previous)
                 old = client.get("/readyz").json()
                 assert old["failed"] == ["migrations"]
                 assert old["checks"]["migrations"]["detail"] == (
