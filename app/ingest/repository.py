@@ -170,16 +170,20 @@ def insert_visits(session: Session, visits: Sequence[NewVisit]) -> Inserted:
 # belong together: a hit queued for a site deleted meanwhile lands nowhere.
 _VISITS_BATCH_SQL = """
 WITH input AS (
-    SELECT * FROM unnest(%b::bigint[], %b::varchar[], %b::date[], %b::bytea[], %b::varchar[],
-                         %b::varchar[], %b::varchar[], %b::float8[], %b::float8[], %b::int4[],
-                         %b::int8[])
-        AS t(site_id, site_key, day, visitor_hash, country_code, region, city, latitude,
-             longitude, accuracy_km, place)
+    SELECT * FROM unnest(%b::bigint[], %b::date[], %b::bytea[], %b::varchar[], %b::varchar[],
+                         %b::varchar[], %b::float8[], %b::float8[], %b::int4[], %b::int8[])
+        AS t(site_id, day, visitor_hash, country_code, region, city, latitude, longitude,
+             accuracy_km, place)
+), named AS (
+    SELECT * FROM unnest(%b::bigint[], %b::varchar[]) AS n(site_id, site_key)
+), live AS (
+    SELECT named.site_id FROM named
+    JOIN sites ON sites.id = named.site_id AND sites.public_key = named.site_key
 ), ins AS (
     INSERT INTO visits (site_id, day, visitor_hash, country_code, region, city,
                         latitude, longitude, accuracy_km)
     SELECT site_id, day, visitor_hash, country_code, region, city, latitude, longitude, accuracy_km
-    FROM input JOIN sites ON sites.id = input.site_id AND sites.public_key = input.site_key
+    FROM input WHERE site_id IN (SELECT site_id FROM live)
     ON CONFLICT DO NOTHING
     RETURNING site_id, day, visitor_hash
 ), new AS (
@@ -203,27 +207,22 @@ WITH input AS (
 )
 SELECT site_id, day, visitor_hash FROM ins
 UNION ALL
-SELECT named.site_id, NULL, NULL FROM (SELECT DISTINCT site_id, site_key FROM input) AS named
-WHERE NOT EXISTS (SELECT FROM sites WHERE id = named.site_id AND public_key = named.site_key)
+SELECT site_id, NULL, NULL FROM named WHERE site_id NOT IN (SELECT site_id FROM live)
 """
 
 
 def _visit_columns(unique: list[NewVisit]) -> tuple[Any, ...]:
-    """The batch as the PostgreSQL statement's parameters: one list per column."""
-    columns: list[list[Any]] = [[] for _ in range(11)]
+    """The batch as the PostgreSQL statement's parameters: one list per column, then
+    each site the batch names once, with its key."""
+    columns: list[list[Any]] = [[] for _ in range(10)]
+    keys: dict[int, str] = {}
     for v in unique:
         scope = v.scope
-        row = (
-            scope.site_id,
-            scope.public_key,
-            v.day,
-            v.visitor_hash,
-            *v.location.as_row(),
-            _place(v.location),
-        )
+        keys[scope.site_id] = scope.public_key
+        row = (scope.site_id, v.day, v.visitor_hash, *v.location.as_row(), _place(v.location))
         for column, value in zip(columns, row, strict=True):
             column.append(value)
-    return (*columns, ALL_TIME_PERIOD)
+    return (*columns, list(keys), list(keys.values()), ALL_TIME_PERIOD)
 
 
 def _insert_visits_postgresql(session: Session, unique: list[NewVisit]) -> Inserted:
