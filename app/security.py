@@ -32,13 +32,14 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 # Logins are what strangers can send by the thousand, and each check is ~0.1 s of CPU on
 # purpose. So their checks run on threads of their own: at most half the cores at once,
-# at a lower CPU priority (nice +10, about a tenth of a normal thread's share when both
-# want the CPU). A flood of wrong passwords then waits in this queue instead of taking
-# the CPU from the counter's event loop and writer (24 parallel checks did), while on a
-# quiet server a login still gets a core at once. Only for checks made with no
-# transaction open: one that held SQLite's write lock while it queued here would make
-# the counter's writer wait for the flood.
-LOGIN_CHECK_NICENESS = 10
+# at the lowest CPU priority (nice 19, about 1.5 % of a normal thread's share when both
+# want the CPU; at +10 a flood still raised the counter's p99 1.45-1.70x, bench/README).
+# A flood of wrong passwords then waits in this queue instead of taking the CPU from the
+# counter's event loop and writer (24 parallel checks did), while on a quiet server a
+# login still gets a core at once. Only for checks made with no transaction open: one
+# that held SQLite's write lock while it queued here would make the counter's writer
+# wait for the flood.
+LOGIN_CHECK_NICENESS = 19
 
 
 def _lower_priority() -> None:
