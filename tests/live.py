@@ -7,9 +7,14 @@ other threads), so each live server gets a database of its own, dropped after.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -125,3 +130,60 @@ class PageServer:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+# `hitmap serve` of this checkout (the venv's console script may point at another).
+SERVE = ["-c", "from app.cli import main; main()", "serve"]
+
+
+def serve_env(url: str, data: Path, port: int, **extra: str) -> dict[str, str]:
+    """The environment of a `hitmap serve` process on ``url`` for the tests."""
+    return {
+        **os.environ,
+        "HITMAP_DATA_DIR": str(data),
+        "HITMAP_DATABASE_URL": url,
+        "HITMAP_SECRET_KEY": TEST_SECRET,
+        "HITMAP_GEOIP_PATH": str(TEST_GEOIP),
+        "HITMAP_TRUSTED_PROXIES": "127.0.0.1",
+        "HITMAP_PORT": str(port),
+        **extra,
+    }
+
+
+class ServedProcess:
+    """A real `hitmap serve` process (its own session), ready when /healthz answers."""
+
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.port = port
+        self.log = log
+        with log.open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, *SERVE],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.get("/healthz")
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("hitmap serve did not start:\n" + log.read_text(errors="replace"))
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> bytes:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", headers=headers or {}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (http only)
+            return bytes(response.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(30)

@@ -2,60 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import select
-import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 from app.db import make_engine
 from app.migrate import upgrade
 from app.serving import MAX_REQUEST_HEAD_BYTES
-from tests.conftest import TEST_GEOIP, TEST_SECRET
-from tests.live import free_port, own_database
-
-ROOT = Path(__file__).resolve().parent.parent
-SERVE = "from app.cli import main; main()"
+from tests.live import ServedProcess, free_port, own_database, serve_env
 
 
 def _get(port: int, path: str, headers: dict[str, str] | None = None) -> int:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
     with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (http only)
         return int(response.status)
-
-
-def _serve(url: str, data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "HITMAP_DATA_DIR": str(data),
-        "HITMAP_DATABASE_URL": url,
-        "HITMAP_SECRET_KEY": TEST_SECRET,
-        "HITMAP_GEOIP_PATH": str(TEST_GEOIP),
-        "HITMAP_PORT": str(port),
-        "HITMAP_WORKERS": "1",
-    }
-    with log.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE, "serve"],
-            cwd=ROOT,  # this checkout's app package
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            _get(port, "/healthz")
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGTERM)
-    raise RuntimeError("hitmap serve did not start:\n" + log.read_text(errors="replace"))
 
 
 def _send_huge_header(port: int, size: int) -> bytes:
@@ -86,7 +46,10 @@ def test_an_oversized_request_head_is_refused_and_the_server_keeps_serving(datab
         upgrade(engine)
         engine.dispose()
         port = free_port()
-        proc = _serve(url, tmp_path / "data", port, tmp_path / "serve.log")
+        server = ServedProcess(
+            serve_env(url, tmp_path / "data", port), port, tmp_path / "serve.log"
+        )
+        proc = server.proc
         try:
             answer = _send_huge_header(port, 8 * 1024 * 1024)
             assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
@@ -96,5 +59,4 @@ def test_an_oversized_request_head_is_refused_and_the_server_keeps_serving(datab
             assert _get(port, "/healthz") == 200
             assert proc.poll() is None
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
+            server.stop()

@@ -3,7 +3,6 @@ in both within 2 s, and its old key never counts for the next tenant's site."""
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.error
 import urllib.request
@@ -20,13 +19,12 @@ from app.settings import Settings
 from app.sites import service as sites_service
 from tests.conftest import TEST_GEOIP, TEST_SECRET
 from tests.factories import make_account, make_site
-from tests.live import free_port, own_database
-from tests.ops.test_workers import _Serve
+from tests.live import ServedProcess, free_port, own_database, serve_env
 
 DEADLINE_SECONDS = 2.0
 
 
-def _status(server: _Serve, key: str, n: int) -> int:
+def _status(server: ServedProcess, key: str, n: int) -> int:
     request = urllib.request.Request(
         f"http://127.0.0.1:{server.port}/c/{key}.png",
         headers={
@@ -42,7 +40,7 @@ def _status(server: _Serve, key: str, n: int) -> int:
         return int(error.code)
 
 
-def _seconds_until_404(servers: list[_Serve], key: str) -> float:
+def _seconds_until_404(servers: list[ServedProcess], key: str) -> float:
     """Each process is asked by the visitor it has already counted today: the answer
     comes from its memory without a write, so only its site cache can say 404."""
     start = time.monotonic()
@@ -66,20 +64,12 @@ def test_a_deleted_site_stops_counting_in_every_process(database_url, tmp_path, 
         ctx = build_context(settings, db=Database(engine))
         owner = make_account(ctx)
         old = make_site(ctx, owner)
-        env = {
-            **os.environ,
-            "HITMAP_DATA_DIR": str(data),
-            "HITMAP_DATABASE_URL": url,
-            "HITMAP_SECRET_KEY": TEST_SECRET,
-            "HITMAP_GEOIP_PATH": str(TEST_GEOIP),
-            "HITMAP_TRUSTED_PROXIES": "127.0.0.1",
-        }
-        servers: list[_Serve] = []
+        servers: list[ServedProcess] = []
         try:
             for i in range(2):
                 port = free_port()
                 log = tmp_path / f"serve-{i}.log"
-                servers.append(_Serve({**env, "HITMAP_PORT": str(port)}, port, log))
+                servers.append(ServedProcess(serve_env(url, data, port), port, log))
             for i, server in enumerate(servers):  # both processes have the site cached
                 assert _status(server, old.public_key, i) == 200
             with ctx.db.session() as session:  # neither process is told

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,10 +25,9 @@ from app.migrate import upgrade
 from app.settings import Settings
 from tests.conftest import TEST_GEOIP, TEST_SECRET
 from tests.factories import make_account, make_site
-from tests.live import free_port, own_database
+from tests.live import ServedProcess, free_port, own_database, serve_env
 from tests.ops.helpers import parse, value
 
-HITMAP = Path(sys.executable).parent / "hitmap"
 WORKER = """
 import os
 from app.ops import metrics
@@ -67,41 +65,6 @@ def test_every_process_counts_and_a_dead_ones_queue_leaves_the_sum(tmp_path):
     assert value(samples, "hitmap_writer_queue_depth") == 0  # both writers are gone
     assert not any((metrics_dir / f"gauge_livesum_{pid}.db").exists() for pid in pids)
     assert all((metrics_dir / f"counter_{pid}.db").exists() for pid in pids)  # totals stay
-
-
-class _Serve:
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.port = port
-        self.log = log
-        with log.open("wb") as stderr:
-            self.proc = subprocess.Popen(
-                [str(HITMAP), "serve"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.get("/healthz")
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("hitmap serve did not start:\n" + log.read_text(errors="replace"))
-
-    def get(self, path: str, headers: dict[str, str] | None = None) -> bytes:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", headers=headers or {}
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (http only)
-            return bytes(response.read())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(30)
 
 
 def _worker_pids(metrics_dir: Path) -> list[int]:
@@ -149,18 +112,8 @@ def test_two_workers_one_sum(database_url, tmp_path):
         site = make_site(ctx, make_account(ctx))
         engine.dispose()
         port = free_port()
-        env = {
-            **os.environ,
-            "HITMAP_DATA_DIR": str(data),
-            "HITMAP_DATABASE_URL": url,
-            "HITMAP_SECRET_KEY": TEST_SECRET,
-            "HITMAP_GEOIP_PATH": str(TEST_GEOIP),
-            "HITMAP_TRUSTED_PROXIES": "127.0.0.1",
-            "HITMAP_PORT": str(port),
-            "HITMAP_WORKERS": "2",
-            "HITMAP_LOG_FORMAT": "json",
-        }
-        server = _Serve(env, port, tmp_path / "serve.log")
+        env = serve_env(url, data, port, HITMAP_WORKERS="2", HITMAP_LOG_FORMAT="json")
+        server = ServedProcess(env, port, tmp_path / "serve.log")
         metrics_dir = data / "metrics" / f"serve-{socket.gethostname()}-{port}"
         try:
             _wait_for(lambda: _events(server.log).count("worker_ready") == 2)
@@ -188,7 +141,7 @@ def test_two_workers_one_sum(database_url, tmp_path):
         assert _events(server.log).count("worker_stopped") == 2
 
 
-def _hit(server: _Serve, key: str, n: int) -> None:
+def _hit(server: ServedProcess, key: str, n: int) -> None:
     body = server.get(
         f"/c/{key}.png",
         headers={
