@@ -7,11 +7,15 @@ import hmac
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+T = TypeVar("T")
 
 _hasher = PasswordHasher()
 
@@ -58,10 +62,37 @@ _login_checks = ThreadPoolExecutor(
 )
 
 
+# Checks waiting for those threads, at most: each waiter holds a thread of the server's
+# pool (every synchronous page and the beacons run there), so a flood queued without a
+# bound would stall all of them, not just logins. Past it a login or sign-up is refused
+# at once (PasswordWorkBusy) instead of waiting.
+MAX_WAITING_PASSWORD_WORK = 8
+_waiting = threading.BoundedSemaphore(MAX_WAITING_PASSWORD_WORK)
+
+
+class PasswordWorkBusy(Exception):
+    """Too many password checks and hashes are waiting already: try again later."""
+
+
+def _rationed(work: Callable[..., T], *args: str) -> T:
+    if not _waiting.acquire(blocking=False):
+        raise PasswordWorkBusy
+    try:
+        return _login_checks.submit(work, *args).result()
+    finally:
+        _waiting.release()
+
+
 def verify_login_password(password_hash: str, password: str) -> bool:
     """:func:`verify_password` on the login-check threads (see above); call it with no
-    transaction open."""
-    return _login_checks.submit(verify_password, password_hash, password).result()
+    transaction open. Raises PasswordWorkBusy when too many wait already."""
+    return _rationed(verify_password, password_hash, password)
+
+
+def hash_new_password(password: str) -> str:
+    """:func:`hash_password` for sign-ups (anyone may send them): on the same rationed
+    threads as login checks, and with no transaction open."""
+    return _rationed(hash_password, password)
 
 
 def password_needs_rehash(password_hash: str) -> bool:

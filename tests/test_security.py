@@ -31,13 +31,45 @@ def test_a_flood_of_login_checks_queues_on_low_priority_threads(monkeypatch):
             running -= 1
         return password == "right"
 
+    def check(_: int) -> bool | str:
+        try:
+            return security.verify_login_password("h", "wrong")
+        except security.PasswordWorkBusy:
+            return "busy"
+
     monkeypatch.setattr(security, "verify_password", slow_check)
     with ThreadPoolExecutor(24) as flood:
-        answers = list(flood.map(lambda i: security.verify_login_password("h", "wrong"), range(24)))
+        answers = list(flood.map(check, range(24)))
 
-    assert answers == [False] * 24
+    assert set(answers) <= {False, "busy"} and False in answers
     assert security.verify_login_password("h", "right") is True
     assert most <= max(1, (os.cpu_count() or 2) // 2)
     assert {name.split("_")[0] for name, _ in seen} == {"login-check"}
     expected = min(19, own_niceness + security.LOGIN_CHECK_NICENESS)
     assert {niceness for _, niceness in seen} == {expected}
+
+
+def test_past_the_waiting_bound_a_check_is_refused_at_once(monkeypatch):
+    release = threading.Event()
+
+    def blocked_check(password_hash: str, password: str) -> bool:
+        release.wait(10)
+        return False
+
+    monkeypatch.setattr(security, "verify_password", blocked_check)
+    with ThreadPoolExecutor(security.MAX_WAITING_PASSWORD_WORK) as waiting:
+        futures = [
+            waiting.submit(security.verify_login_password, "h", "p")
+            for _ in range(security.MAX_WAITING_PASSWORD_WORK)
+        ]
+        deadline = time.monotonic() + 5
+        while security._waiting._value > 0:  # every slot taken by a waiting check
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        started = time.monotonic()
+        with pytest.raises(security.PasswordWorkBusy):
+            security.hash_new_password("a new password")
+        assert time.monotonic() - started < 0.5  # refused without waiting
+        release.set()
+        assert [f.result() for f in futures] == [False] * security.MAX_WAITING_PASSWORD_WORK
+    assert security.verify_login_password("h", "p") is False  # the slots are free again

@@ -106,11 +106,12 @@ def count_attempts(
     return {bytes(bucket): int(failures) for bucket, failures in session.execute(stmt)}
 
 
-def forget_attempts(session: Session, *, reset: bytes, give_back: Sequence[bytes]) -> None:
+def forget_attempts(session: Session, *, reset: bytes | None, give_back: Sequence[bytes]) -> None:
     """After a successful login: ``reset`` forgets its count, each of ``give_back`` loses
     the attempt that was counted. One row per statement, in the order given (as in
     :func:`count_attempts`, so that two logins never wait for each other's rows)."""
-    session.execute(delete(LoginThrottle).where(LoginThrottle.bucket == reset))
+    if reset is not None:
+        session.execute(delete(LoginThrottle).where(LoginThrottle.bucket == reset))
     for bucket in give_back:
         session.execute(
             update(LoginThrottle)

@@ -113,7 +113,6 @@ def signup(
     request: Request,
     ctx: deps.Ctx,
     session: DbSession,
-    _account: MaybeAccount,
     email: FormText = "",
     password: FormText = "",
     password_confirm: FormText = "",
@@ -122,7 +121,7 @@ def signup(
         if password != password_confirm:
             raise InvalidInput("the two passwords are not the same; type them again")
         account = accounts.sign_up(session, ctx.clock, email, password)
-    except (InvalidInput, Conflict) as exc:
+    except (InvalidInput, Conflict, RateLimited) as exc:
         return render(
             request,
             "signup.html",

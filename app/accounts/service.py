@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.accounts import repository
+from app.addresses import address_key
 from app.clock import Clock
 from app.db import Database
 from app.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RateLimited
@@ -18,6 +19,8 @@ from app.security import (
     DUMMY_PASSWORD_HASH,
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
+    PasswordWorkBusy,
+    hash_new_password,
     hash_password,
     keyed_digest,
     new_token,
@@ -58,15 +61,24 @@ def check_password_strength(password: str) -> None:
 def sign_up(session: Session, clock: Clock, email: str, password: str) -> Account:
     email = normalize_email(email)
     check_password_strength(password)
+    # Hashed before the first statement: on SQLite the unit of work holds the database's
+    # one write lock from then on, and the hash is ~0.1 s of CPU on purpose.
+    try:
+        password_hash = hash_new_password(password)
+    except PasswordWorkBusy as exc:
+        raise RateLimited(BUSY_MESSAGE) from exc
     if repository.find_by_email(session, email) is not None:
         raise Conflict("an account with this email already exists; log in instead")
     try:
         with session.begin_nested():
             return repository.insert(
-                session, email=email, password_hash=hash_password(password), now=clock.now()
+                session, email=email, password_hash=password_hash, now=clock.now()
             )
     except IntegrityError as exc:
         raise Conflict("an account with this email already exists; log in instead") from exc
+
+
+BUSY_MESSAGE = "too many logins are being checked right now; try again in a minute"
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,7 @@ def _budgets(
     """Per account from this address, per address, per account (see the settings for the
     numbers). An unknown email gets the same budgets as a registered one: throttling must
     not tell which emails have accounts. Always in this order (repository.count_attempts)."""
+    client_ip = address_key(client_ip)  # IPv6 by /64: one client holds them all
     return (
         _Budget(
             keyed_digest(secret, "login-account-ip", f"{email}\x00{client_ip}"),
@@ -130,7 +143,12 @@ def authenticate(
             raise RateLimited(f"too many failed logins; try again in {minutes} minutes")
         account = repository.find_by_email(session, email)
     stored = account.password_hash if account else DUMMY_PASSWORD_HASH
-    ok = verify_login_password(stored, password)
+    try:
+        ok = verify_login_password(stored, password)
+    except PasswordWorkBusy as exc:
+        with db.session() as session:  # not checked: it counts against nobody
+            repository.forget_attempts(session, reset=None, give_back=[b.bucket for b in budgets])
+        raise RateLimited(BUSY_MESSAGE) from exc
     if account is None or not ok:
         raise NotAuthenticated("wrong email or password")
     new_hash = hash_password(password) if password_needs_rehash(account.password_hash) else None

@@ -13,12 +13,11 @@ Budgets live in each web process's memory, as the counter's do: with
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
 
+from app.addresses import address_key
 from app.heatmaps.validation import Beacon, Step, Verdict
 from app.ingest.budgets import TokenBuckets
 from app.ingest.pipeline import IPNetwork, client_ip_of
@@ -51,26 +50,6 @@ class BeaconLimits:
     ip_burst: int
     site_per_second: float
     site_burst: int
-
-
-@lru_cache(maxsize=65_536)
-def address_key(client_ip: str | None) -> str:
-    """Whose budget a batch is charged to.
-
-    IPv6 by /64: one subscriber or host usually holds a whole /64 and could take a
-    fresh address per batch. A client whose address cannot be told (a forged
-    X-Forwarded-For entry) shares one budget with all such clients, so that
-    breaking the header is no way around the budget.
-    """
-    try:
-        address = ipaddress.ip_address(client_ip or "")
-    except ValueError:
-        return "?"
-    if address.version == 4:
-        return str(address)
-    if address.ipv4_mapped is not None:  # a dual-stack socket's IPv4 peer
-        return str(address.ipv4_mapped)
-    return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
 class ClickBudgets:

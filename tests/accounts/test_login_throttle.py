@@ -245,3 +245,45 @@ def test_settings_refuse_budgets_that_contradict_each_other(tmp_path):
             login_max_failures=10,
             login_max_failures_per_address=5,
         )
+
+
+def test_sign_up_hashes_the_password_with_no_transaction_open(
+    database_url, settings, clock, tmp_path
+):
+    """Sign-up is open to anyone and hashing is ~0.1 s of CPU on purpose: on SQLite a
+    hash inside the unit of work held the database's one write lock (issue 11 review)."""
+    with own_database(database_url, tmp_path) as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        own = build_context(settings, db=Database(engine), clock=clock)
+        seen: list[object] = []
+        real = accounts_service.hash_new_password
+
+        def hash_while_another_connection_writes(password: str) -> str:
+            if own.db.dialect == "sqlite":
+                seen.append(try_sqlite_write_lock(Path(url.removeprefix("sqlite:///"))))
+            else:
+                seen.append(_open_transactions_elsewhere(own.db.psycopg_conninfo()))
+            return real(password)
+
+        try:
+            with client_for(own) as client, pytest.MonkeyPatch.context() as patch:
+                patch.setattr(
+                    accounts_service, "hash_new_password", hash_while_another_connection_writes
+                )
+                page = client.get("/signup", headers=HTML)
+                response = client.post(
+                    "/signup",
+                    data={
+                        "email": "new@example.org",
+                        "password": DEFAULT_PASSWORD,
+                        "password_confirm": DEFAULT_PASSWORD,
+                        "csrf_token": csrf_from(page.text),
+                    },
+                    headers=HTML,
+                    follow_redirects=False,
+                )
+                assert response.status_code == 303
+            assert seen == ["took the write lock" if own.db.dialect == "sqlite" else 0]
+        finally:
+            engine.dispose()
