@@ -58,6 +58,8 @@ class SiteSource(Protocol):
 
     def get(self, key: str) -> tuple[SiteScope, frozenset[str]] | None: ...
 
+    def invalidate(self, key: str) -> None: ...
+
 
 class _SiteLookup:
     """Scope and hostnames from the counter's cache; recording options cached here.
@@ -114,6 +116,7 @@ class BeaconService:
         # While the database is unreachable, batches wait in the counter's spool.
         self.writer = writer
         writer.outage.register(SPOOL_KIND, _apply_spooled)
+        self._sites = sites
         self.lookup = _SiteLookup(db, sites)
         self.budgets = ClickBudgets(limits, trusted_proxies)
         self.steps = validation.build_pipeline(self.lookup, buckets, within_budgets(self.budgets))
@@ -144,8 +147,11 @@ class BeaconService:
                 return verdict
             if self.writer.database_down:
                 self._spool(beacon)
-            else:
-                self._store_or_spool(beacon)
+            elif not self._store_or_spool(beacon):
+                # Deleted since it was looked up: nothing stored, and its key forgotten.
+                self._sites.invalidate(beacon.key)
+                metrics.beacon_refused(validation.UNKNOWN_SITE.status)
+                return validation.UNKNOWN_SITE
         except (SQLAlchemyError, OSError):
             # Logged without the batch: it is the visitor's data.
             log.exception(
@@ -166,12 +172,13 @@ class BeaconService:
         self.writer.count_drop(DropKey(beacon.site.scope, beacon.day, reason), clicks)
         metrics.beacon_shed(reason, clicks)
 
-    def _store_or_spool(self, beacon: Beacon) -> None:
+    def _store_or_spool(self, beacon: Beacon) -> bool:
+        """Stored or spooled; False when the site turned out to be gone."""
         # The write claims the id its spooled copy would carry: if the commit's outcome
         # is unknown (the connection broke during COMMIT), replay cannot add it twice.
         record_id = uuid.uuid4().hex
         try:
-            self._store(beacon, record_id)
+            return self._store(beacon, record_id)
         except TRANSIENT:
             log.warning(
                 "database unavailable; spooling a batch of clicks",
@@ -179,6 +186,7 @@ class BeaconService:
             )
             self.writer.outage.mark_down()
             self._spool(beacon, record_id)
+            return True
 
     def _spool(self, beacon: Beacon, record_id: str | None = None) -> None:
         assert beacon.site is not None and beacon.path is not None and beacon.page_origin
@@ -192,14 +200,14 @@ class BeaconService:
         ]
         self.writer.outage.spool_records(SPOOL_KIND, [beacon.site.scope], [row], record_id)
 
-    def _store(self, beacon: Beacon, record_id: str) -> None:
+    def _store(self, beacon: Beacon, record_id: str) -> bool:
         assert beacon.site is not None and beacon.path is not None and beacon.page_origin
         scope, day = beacon.site.scope, beacon.day
         page_key = (scope.site_id, beacon.path)
         page_note = (beacon.page_origin, day)
         with self.db.session() as session:
             if not ingest_repository.sites_still_keyed(session, [scope]):
-                return  # the site was deleted since it was looked up: the batch lands nowhere
+                return False  # deleted since it was looked up: the batch lands nowhere
             ingest_repository.claim_spool_record(session, record_id, self.clock.now())
             repository.insert_clicks(session, scope, day, beacon.path, beacon.clicks)
             if self._pages.get(page_key) != page_note:
@@ -207,6 +215,7 @@ class BeaconService:
         if len(self._pages) > 100_000:
             self._pages.clear()
         self._pages[page_key] = page_note
+        return True
 
     def warm_up(self, scopes: list[SiteScope]) -> None:
         """Every site's recording options, so that an outage finds none unknown."""

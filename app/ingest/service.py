@@ -156,11 +156,7 @@ class IngestService:
 
         A process that has never seen a site cannot count it while the database is
         down; after this, only sites created during the outage are unknown."""
-        with self.db.snapshot() as session:
-            self.changes.baseline(session)
-            entries = authz.all_ingest_sites(session)
-        for key, entry in entries.items():
-            self.sites.put(key, entry)
+        entries = self._load_all_sites(baseline=True)
         today = self.clock.now().astimezone(dt.UTC).date()
         self.salts.salt_for(today)
         self.salts.prefetch(today + dt.timedelta(days=1))
@@ -193,13 +189,21 @@ class IngestService:
             self.sites.invalidate(key)
 
     def _reload_sites(self) -> None:
+        self._load_all_sites(baseline=False)
+
+    def _load_all_sites(self, *, baseline: bool) -> dict[str, tuple[SiteScope, frozenset[str]]]:
+        """Every site into the cache, and none that is gone; ``baseline``: the change log
+        is read from the same snapshot on (at start-up)."""
         with self.db.snapshot() as session:
+            if baseline:
+                self.changes.baseline(session)
             entries = authz.all_ingest_sites(session)
         for key in self.sites.cached_keys():
             if key not in entries:
                 self.sites.invalidate(key)
         for key, entry in entries.items():
             self.sites.put(key, entry)
+        return entries
 
     # --- the hot path ----------------------------------------------------------------
 

@@ -149,16 +149,16 @@ def last_change(session: Session) -> int:
 
 
 def changes_after(session: Session, seq: int, limit: int) -> tuple[list[tuple[int, str]], int]:
-    """Up to ``limit`` changes after ``seq`` in order, and the oldest seq still kept (0
-    when none is): a poller whose ``seq`` is older than that may have missed some."""
+    """Up to ``limit`` changes after ``seq`` in order, and the newest seq (0 when none):
+    :func:`prune_changes` keeps only the newest ones, so a poller that saw nothing
+    after ``newest - keep`` may have missed some."""
     rows = session.execute(
         select(SiteChange.seq, SiteChange.public_key)
         .where(SiteChange.seq > seq)
         .order_by(SiteChange.seq)
         .limit(limit)
     ).all()
-    oldest = session.scalar(select(func.coalesce(func.min(SiteChange.seq), 0)))
-    return [(int(s), str(k)) for s, k in rows], int(oldest or 0)
+    return [(int(s), str(k)) for s, k in rows], last_change(session)
 
 
 def prune_changes(session: Session, keep: int) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 
+import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 
@@ -77,8 +78,12 @@ def test_a_beacon_never_lands_under_a_site_whose_id_now_names_another(ctx, clien
     assert send(client, site.public_key, batch(click())).status_code == 204  # cached now
     assert _count(ctx, HeatmapClick, site.site_id) == 1
     _rekey(ctx, site)
-    send(client, site.public_key, batch(click(), click()))
+    refused = REGISTRY.get_sample_value("hitmap_beacon_batches_total", {"result": "unknown_site"})
+    assert send(client, site.public_key, batch(click(), click())).status_code == 404
     assert _count(ctx, HeatmapClick, site.site_id) == 1
+    after = REGISTRY.get_sample_value("hitmap_beacon_batches_total", {"result": "unknown_site"})
+    assert after == (refused or 0) + 1
+    assert ctx.ingest.sites.peek(site.public_key) == (False, None)  # forgotten at once
 
 
 def test_a_cached_key_of_a_deleted_site_answers_404_and_counts_nothing(ctx, client):
@@ -164,3 +169,57 @@ def test_spooled_hits_and_beacons_of_a_deleted_site_are_discarded_and_counted(
     assert _discarded("clicks") == clicks_before + 1
     assert _count(ctx, Visit, site.site_id) == 0
     assert _count(ctx, HeatmapClick, site.site_id) == 0
+
+
+def test_a_change_committed_after_a_later_one_is_still_seen(database_url, tmp_path):
+    """PostgreSQL hands out seqs at insert and shows rows at commit: seq 1 may appear
+    after seq 2 was read. (SQLite commits one writer at a time, in seq order.)"""
+    from sqlalchemy import text
+
+    from app.db import Database, make_engine
+    from app.ingest.directory import SiteChanges
+    from app.migrate import upgrade
+    from tests.live import own_database
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("only PostgreSQL commits seqs out of order")
+    insert = text("INSERT INTO site_changes (public_key) VALUES (:k)")
+    with own_database(database_url, tmp_path) as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        forgotten: list[str] = []
+        changes = SiteChanges(
+            Database(engine), lambda keys: forgotten.extend(sorted(keys)), lambda: None
+        )
+        try:
+            with engine.connect() as slow:
+                slow.execute(insert, {"k": "slow"})  # seq 1, not committed yet
+                with engine.begin() as fast:
+                    fast.execute(insert, {"k": "fast"})  # seq 2
+                assert changes.poll() == 1 and forgotten == ["fast"]
+                slow.commit()
+            assert changes.poll() == 1 and forgotten == ["fast", "slow"]
+            assert changes.poll() == 0
+        finally:
+            engine.dispose()
+
+
+def test_a_process_behind_the_pruned_log_reloads_every_site(ctx, monkeypatch):
+    from app.ingest import directory
+
+    monkeypatch.setattr(directory, "KEPT_CHANGES", 2)
+    owner = make_account(ctx)
+    sites = [make_site(ctx, owner, domain=f"s{n}.example.org") for n in range(4)]
+    ctx.ingest.changes.poll()  # up to date: four changes (the first hostnames)
+    for scope in sites[1:]:
+        _delete_site(ctx, scope)
+    with ctx.db.session() as session:
+        from app.sites import repository as sites_repository
+
+        assert sites_repository.prune_changes(session, keep=2) > 0
+    reloaded: list[bool] = []
+    monkeypatch.setattr(ctx.ingest.changes, "_reload_all", lambda: reloaded.append(True))
+    ctx.ingest.changes._high -= 1  # as if it had missed the oldest pruned change
+    ctx.ingest.changes.poll()
+    assert reloaded == [True]
+    assert ctx.ingest.changes.poll() == 0  # and carries on from the newest change
