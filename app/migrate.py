@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from alembic import command
@@ -40,9 +41,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             _sqlite_foreign_keys(conn, on=False)
         try:
             with conn.begin():
+                orphans = _orphans(conn) if sqlite else Counter()
                 command.upgrade(alembic_config(connection=conn), revision)
                 if sqlite:
-                    _check_foreign_keys(conn)
+                    _check_no_new_orphans(conn, orphans)
         finally:
             if sqlite:
                 _sqlite_foreign_keys(conn, on=True)
@@ -54,13 +56,20 @@ def _sqlite_foreign_keys(conn: Connection, *, on: bool) -> None:
     conn.connection.driver_connection.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")  # type: ignore[union-attr]
 
 
-def _check_foreign_keys(conn: Connection) -> None:
-    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-    if broken:
-        tables = sorted({row[0] for row in broken})
+def _orphans(conn: Connection) -> Counter[tuple[str, str]]:
+    """Rows whose parent is missing, per (table, parent table)."""
+    return Counter((row[0], row[2]) for row in conn.exec_driver_sql("PRAGMA foreign_key_check"))
+
+
+def _check_no_new_orphans(conn: Connection, before: Counter[tuple[str, str]]) -> None:
+    # Rows orphaned before the migration (a database once written with foreign keys
+    # off) are no reason to refuse it; rows it orphaned are.
+    new = _orphans(conn) - before
+    if new:
+        tables = ", ".join(sorted({table for table, _ in new}))
         raise RuntimeError(
-            f"migration left {len(broken)} rows without their parent in {', '.join(tables)}; "
-            "nothing was changed"
+            f"the migration would leave {sum(new.values())} rows without their parent in "
+            f"{tables}; nothing was changed"
         )
 
 

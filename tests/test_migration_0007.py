@@ -131,3 +131,21 @@ def test_the_rebuild_refuses_to_run_with_foreign_keys_on(tmp_path):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
     engine.dispose()
+
+
+def test_rows_orphaned_before_the_migration_do_not_block_it(tmp_path):
+    """A database once written with foreign keys off may hold orphans already: only rows
+    the migration itself would orphan make it refuse."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'hitmap.sqlite3'}")
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(connection=conn), "0006")
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        raw.execute("PRAGMA foreign_keys=OFF")
+        raw.execute("INSERT INTO site_hostnames (site_id, hostname) VALUES (999, 'gone.org')")
+        raw.execute("PRAGMA foreign_keys=ON")
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM site_hostnames")).scalar() == 1
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() != "0006"
+    engine.dispose()

@@ -14,6 +14,7 @@ from app.addresses import address_key
 from app.clock import Clock
 from app.db import Database
 from app.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, RateLimited
+from app.inputs import check_text
 from app.models import Account, ApiToken
 from app.security import (
     DUMMY_PASSWORD_HASH,
@@ -45,7 +46,7 @@ class LoginPolicy:
 
 
 def normalize_email(raw: str) -> str:
-    email = raw.strip().lower()
+    email = check_text(raw, "email").strip().lower()
     if len(email) > 254 or not EMAIL_PATTERN.match(email):
         raise InvalidInput("enter a valid email address, e.g. you@example.org")
     return email
@@ -225,7 +226,7 @@ def find_account(session: Session, email: str) -> Account:
 
 def create_api_token(session: Session, clock: Clock, account: Account, name: str) -> str:
     """Create a token and return it once; only its hash is stored."""
-    name = name.strip()
+    name = check_text(name, "name").strip()
     if not name or len(name) > MAX_TOKEN_NAME:
         raise InvalidInput(f"give the token a name of 1 to {MAX_TOKEN_NAME} characters")
     token = API_TOKEN_PREFIX + new_token()

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.errors import Conflict, InvalidInput, NotFound
+from app.inputs import check_text
 from app.sites import authz, repository
 from app.sites.keys import new_site_key, normalize_hostname
 from app.sites.scope import SiteScope
@@ -18,7 +19,7 @@ MAX_HOSTNAMES = 50
 
 
 def _clean_name(name: str | None, fallback: str) -> str:
-    value = (name or "").strip() or fallback
+    value = check_text((name or "").strip(), "name") or fallback
     if len(value) > MAX_NAME_LENGTH:
         raise InvalidInput(f"the site name is too long (at most {MAX_NAME_LENGTH} characters)")
     return value

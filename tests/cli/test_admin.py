@@ -120,6 +120,19 @@ def test_site_add_with_name(ctx, run):
     assert scope.name == "X"
 
 
+def test_the_command_line_refuses_control_characters_too(ctx, run):
+    owner = make_account(ctx)
+    result = run(
+        "site", "add", "--owner", owner.email, "--domain", "x.example.org", "--name", "evil\x1b[31m"
+    )
+    assert result.exit_code == 1
+    assert "control character (U+001B)" in result.output
+    with ctx.db.session() as session:
+        assert authz.owned_sites(session, owner.id) == []
+    created = run("account", "create", "new\x00@example.org", input="a long enough password\n" * 2)
+    assert created.exit_code == 1 and "control character (U+0000)" in created.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
