@@ -17,14 +17,18 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
-
-from app.context import AppContext
 from app.jobs import repository as repo
 from app.jobs.port import Job, JobQueue, Outcome, Periodic, Task
 from app.jobs.schedule import Schedule, nightly
-from app.settings import Settings
+
+if TYPE_CHECKING:
+    # Annotations only: the runner gets a context, it never builds one.
+    from sqlalchemy.orm import Session
+
+    from app.context import AppContext
+    from app.settings import Settings
 
 log = logging.getLogger("hitmap.nightly")
 
