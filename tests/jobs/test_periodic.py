@@ -66,10 +66,18 @@ def test_a_failing_run_is_retried_at_the_next_tick_and_others_still_run(ctx, clo
     assert attempts == [at(9, 20), at(9, 20)]
 
 
-def test_without_a_job_queue_enqueue_asks_the_caller_to_run_the_work(db):
-    # SQLite, or PostgreSQL without Procrastinate's tables (the test database).
-    assert jobs.enqueue(db, "hitmap.maps.render_site", site_id=1) is None
-    assert jobs.enqueue_all(db, []) is None
+def test_without_a_job_queue_enqueue_asks_the_caller_to_run_the_work(ctx, monkeypatch):
+    from app.jobs import port
+    from workers import procrastinate_app as engine_app
+
+    monkeypatch.setattr(port, "_installed", [])
+    with ctx.db.session() as session:
+        assert jobs.enqueue(session, "hitmap.maps.render_site", site_id=1) is None  # no engine
+    engine_app.install()  # as the entry points do
+    with ctx.db.session() as session:
+        # SQLite, or PostgreSQL without Procrastinate's tables (the test database).
+        assert jobs.enqueue(session, "hitmap.maps.render_site", site_id=1) is None
+        assert jobs.enqueue_all(session, []) is None
 
 
 def test_procrastinate_runs_an_hourly_declaration_once_per_hour(settings, tmp_path, monkeypatch):
