@@ -104,6 +104,9 @@ def main() -> None:
     HITMAP_DATABASE_URL, HITMAP_BASE_URL, ...). The default needs no server:
     SQLite and the secret key in ./hitmap-data, and the bundled GeoIP database.
     """
+    from workers.procrastinate_app import install as install_job_queue
+
+    install_job_queue()  # app.jobs defers through Procrastinate where its tables exist
 
 
 @main.command()

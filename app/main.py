@@ -101,6 +101,9 @@ def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
         redirect_slashes=False,  # app.redirects answers with relative URLs instead
     )
     app.state.ctx = ctx
+    from workers.procrastinate_app import install as install_job_queue
+
+    install_job_queue()  # app.jobs defers through Procrastinate where its tables exist
 
     from app.accounts.routes import router as accounts_router
     from app.api.routes import router as api_router

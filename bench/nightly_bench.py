@@ -12,7 +12,7 @@ most sites are small, a few get hundreds a day); each site is 30 days to 2 years
 places come from the renderer benchmark's catalogue (cities by population, jittered
 GeoIP points, 30 % country centroids). Then, with the clock injected:
 
-1. a cold night: no image exists; ``fan_out_night`` queues one job per site (what the
+1. a cold night: no image exists; ``app.jobs.nightly.fan_out`` queues one job per site (what the
    periodic nightly task does), and two ``hitmap worker``-style processes (spawned,
    warmed up, then started together) drain the queue: a thumbnail and five range maps
    (1x; 2x maps are drawn on first request) per site;
@@ -48,8 +48,10 @@ from sqlalchemy import text  # noqa: E402
 from app.clock import FixedClock  # noqa: E402
 from app.context import AppContext, build_context  # noqa: E402
 from app.db import Database, make_engine  # noqa: E402
+from app.jobs import nightly as nightly_runner  # noqa: E402
 from app.maps import repository as repo  # noqa: E402
 from app.maps import service  # noqa: E402
+from app.maps import tasks as map_tasks  # noqa: E402
 from app.maps.places import place_key  # noqa: E402
 from app.maps.render import LocationCounts, render_world_map, warm_up  # noqa: E402
 from app.maps.service import SPANS, Span  # noqa: E402
@@ -317,7 +319,7 @@ def run_night(
         p.start()
     ready.wait()  # every worker imported the app and drew its base maps
     t1 = time.perf_counter()
-    queued = engine_app.fan_out_night(ctx, now.date()) or 0
+    queued = nightly_runner.fan_out(ctx, map_tasks.NIGHT, now.date(), engine_app.QUEUE) or 0
     t2 = time.perf_counter()
     go.wait()
     for p in procs:

@@ -1,18 +1,15 @@
-"""The job engine on PostgreSQL: Procrastinate, wired to the map jobs of ``app.maps.tasks``.
+"""The job engine on PostgreSQL: Procrastinate, implementing the jobs port of ``app.jobs``.
 
 * ``hitmap worker`` runs :func:`run_worker`; any number of worker processes, on any
-  number of machines, share the queue in the database.
-* The nightly run is a periodic task (cron from ``HITMAP_NIGHTLY_AT``, UTC). Every
-  worker's periodic deferrer tries to defer it; Procrastinate's
-  ``procrastinate_periodic_defers`` table lets exactly one succeed per night, and the
-  task's queueing lock keeps a second one out of the queue.
-* The nightly task claims its night in ``map_nightly_runs`` and defers one render job
-  per site **in the same transaction**: the claim exists if and only if all site jobs
-  are queued, so a crash before the commit is simply retried. Site jobs carry a
-  queueing lock per site and purpose, so fanning out twice never queues a site twice.
-* Requests (a style change) defer their job inside the request's transaction too.
-* The nightly retention (``workers/retention_queue.py``) is a second periodic task on
-  the same schedule and pattern, on its own queue; workers take both queues.
+  number of machines, share the queues in the database. They run every task and
+  periodic work of ``workers/catalog.py``.
+* Periodic work is a periodic task (its schedule's cron line, UTC). Every worker's
+  periodic deferrer tries to defer it; Procrastinate's ``procrastinate_periodic_defers``
+  table lets exactly one succeed per scheduled time, and the task's queueing lock
+  keeps a second one out of the queue. The nightly maps and retention fan out from
+  there (``app.jobs.nightly``: the claim and one job per site in one transaction).
+* :class:`ProcrastinateQueue` is the port's ``JobQueue``: ``app.jobs.service.enqueue``
+  defers through it in the caller's transaction (a style change's render).
 
 Procrastinate's own schema is installed by ``hitmap migrate`` (:func:`apply_schema`).
 """
@@ -22,29 +19,27 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import procrastinate
 from procrastinate import exceptions as pexc
 from procrastinate.schema import SchemaManager
 from procrastinate.tasks import configure_task
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from app.context import AppContext
-from app.maps import repository as repo
-from app.maps import tasks
-from app.maps.service import SPANS, Span
+from app.jobs import port
+from app.jobs.port import Job, Periodic, Task
+from workers.catalog import PERIODIC, TASKS
 
 log = logging.getLogger("hitmap.worker")
 
-QUEUE = "maps"
-RENDER_TASK = "hitmap.maps.render_site"
-NIGHTLY_TASK = "hitmap.maps.nightly"
 BATCH = 500
 _SCHEMA_LOCK = 4243  # advisory lock key while installing the schema
+_SCHEMA_PRESENT = text("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")
 
 
 def conninfo(database_url: str) -> str:
@@ -55,85 +50,81 @@ def conninfo(database_url: str) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def night_of(timestamp: int) -> dt.date:
-    """The night a periodic defer timestamp (the scheduled start, UTC) belongs to."""
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).date()
+def make_app(
+    ctx: AppContext,
+    *,
+    schedule: bool = True,
+    tasks: Iterable[Task] = TASKS,
+    periodic: Iterable[Periodic] = PERIODIC,
+) -> procrastinate.App:
+    """A Procrastinate app whose tasks run the declared work on ``ctx``.
 
-
-def make_app(ctx: AppContext, *, schedule: bool = True) -> procrastinate.App:
-    """A Procrastinate app whose tasks run the map jobs on ``ctx``.
-
-    ``schedule=False`` leaves out the periodic nightly deferral (tests and the
-    benchmark defer the nightly job themselves, at an injected time).
+    ``schedule=False`` leaves out the periodic deferral (tests and the benchmark
+    defer periodic work themselves, at an injected time).
     """
-    from workers.retention_queue import RETENTION_QUEUE, register_retention
-
+    tasks, periodic = tuple(tasks), tuple(periodic)
+    schedules = [work.schedule(ctx.settings) for work in periodic]
+    queues = sorted({t.queue for t in tasks} | {w.queue for w in periodic})
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(
             conninfo=conninfo(ctx.settings.effective_database_url), min_size=1, max_size=4
         ),
-        worker_defaults={"delete_jobs": "successful", "queues": [QUEUE, RETENTION_QUEUE]},
-        periodic_defaults={"max_delay": tasks.MAX_DELAY.total_seconds()},
+        worker_defaults={"delete_jobs": "successful", "queues": queues},
+        # Procrastinate has one catch-up limit for all periodic tasks (used when a
+        # worker starts): the most patient schedule's.
+        periodic_defaults={
+            "max_delay": max(
+                (s.max_delay for s in schedules), default=dt.timedelta(0)
+            ).total_seconds()
+        },
     )
     retry = procrastinate.RetryStrategy(max_attempts=3, wait=30)
-
-    @app.task(name=RENDER_TASK, queue=QUEUE, retry=retry)
-    def render_site(
-        site_id: int, spans: list[str], thumbnail: bool = True, reason: str = ""
-    ) -> str:
-        if reason == "nightly":
-            return tasks.nightly_site_job(ctx, site_id).status
-        return tasks.render_site_job(ctx, site_id, spans=spans, thumbnail=thumbnail).status
-
-    @app.task(name=NIGHTLY_TASK, queue=QUEUE, queueing_lock=NIGHTLY_TASK, retry=retry)
-    def nightly(timestamp: int) -> int | None:
-        return fan_out_night(ctx, night_of(timestamp))
-
-    if schedule:
-        app.periodic(cron=tasks.cron_for(ctx.settings.nightly_at), periodic_id="nightly")(nightly)
-    register_retention(app, ctx, schedule=schedule)
+    for task in tasks:
+        app.task(name=task.name, queue=task.queue, retry=retry)(_runner(ctx, task))
+    for work, when in zip(periodic, schedules, strict=True):
+        registered = app.task(
+            name=work.name, queue=work.queue, queueing_lock=work.name, retry=retry
+        )(_periodic_runner(ctx, work))
+        if schedule:
+            app.periodic(cron=when.cron(), periodic_id=work.periodic_id)(registered)
     return app
+
+
+def _runner(ctx: AppContext, task: Task) -> Any:
+    def run(**args: Any) -> str:
+        return task.run(ctx, **args).status
+
+    return run
+
+
+def _periodic_runner(ctx: AppContext, work: Periodic) -> Any:
+    def run(timestamp: int) -> Any:
+        result = work.run(ctx, dt.datetime.fromtimestamp(timestamp, dt.UTC), QUEUE)
+        return result if result is None or isinstance(result, int | str) else str(result)
+
+    return run
 
 
 # One app only for deferring through a caller's connection: it never opens a pool.
 DEFERRER = procrastinate.App(connector=procrastinate.SyncPsycopgConnector())
+_QUEUE_OF = {task.name: task.queue for task in TASKS} | {w.name: w.queue for w in PERIODIC}
 
 
-def _render_job(site_id: int, spans: Sequence[Span | str], thumbnail: bool, reason: str) -> Any:
+def _procrastinate_job(job: Job) -> Any:
     return configure_task(
-        name=RENDER_TASK,
+        name=job.task,
         job_manager=DEFERRER.job_manager,
-        queue=QUEUE,
-        queueing_lock=f"maps:{reason}:{site_id}",
-        task_kwargs={
-            "site_id": site_id,
-            "spans": [str(s) for s in spans],
-            "thumbnail": thumbnail,
-            "reason": reason,
-        },
+        queue=_QUEUE_OF[job.task],
+        queueing_lock=job.queueing_lock,
+        task_kwargs=dict(job.args),
     ).job
 
 
-def defer_renders(
-    session: Session,
-    site_ids: Sequence[int],
-    *,
-    spans: Sequence[Span | str] = SPANS,
-    thumbnail: bool = True,
-    reason: str,
-) -> int:
-    """Queue render jobs in the session's transaction; returns how many were queued.
-
-    A site that already has a waiting job for the same ``reason`` is left alone
-    (queueing lock): that job has not started, so it will see today's data anyway.
-    """
-    return defer_in_session(session, [_render_job(i, spans, thumbnail, reason) for i in site_ids])
-
-
-def defer_in_session(session: Session, jobs: Sequence[Any]) -> int:
-    """Queue Procrastinate jobs in the session's transaction; returns how many were
-    queued. A job refused by its queueing lock (the same job is waiting) is skipped."""
+def defer_in_session(session: Session, jobs: Sequence[Job]) -> int:
+    """Queue jobs in the session's transaction; returns how many were queued. A job
+    refused by its queueing lock (the same job is waiting) is skipped."""
     manager = DEFERRER.job_manager
+    pending = [_procrastinate_job(job) for job in jobs]
 
     def raw() -> Any:
         # Inside begin_nested(): asking for the connection emits the SAVEPOINT, which
@@ -141,8 +132,8 @@ def defer_in_session(session: Session, jobs: Sequence[Any]) -> int:
         return session.connection().connection.driver_connection
 
     queued = 0
-    for start in range(0, len(jobs), BATCH):
-        batch = list(jobs[start : start + BATCH])
+    for start in range(0, len(pending), BATCH):
+        batch = pending[start : start + BATCH]
         try:
             with session.begin_nested():
                 manager.batch_defer_jobs(jobs=batch, connection=raw())
@@ -160,28 +151,39 @@ def defer_in_session(session: Session, jobs: Sequence[Any]) -> int:
     return queued
 
 
-def fan_out_night(ctx: AppContext, night: dt.date) -> int | None:
-    """Claim the night and queue one render job per site, atomically. None when the
-    night was claimed before (a second nightly job for the same night does nothing)."""
-    with ctx.db.session() as session:
-        if not repo.claim_night(session, night, ctx.clock.now()):
-            log.info("nightly maps for %s were already queued", night)
-            return None
-        site_ids = repo.all_site_ids(session)
-        queued = defer_renders(session, site_ids, reason="nightly")
-        repo.finish_night(session, night, len(site_ids), ctx.clock.now())
-    log.info("nightly maps for %s: %d sites, %d jobs queued", night, len(site_ids), queued)
-    return queued
+class ProcrastinateQueue:
+    """The jobs port on Procrastinate's tables (``app.jobs.port.JobQueue``)."""
+
+    def ready(self, session: Session) -> bool:
+        return schema_installed(session)
+
+    def defer(self, session: Session, jobs: Sequence[Job]) -> int:
+        return defer_in_session(session, jobs)
+
+    def install_schema(self, engine: Engine) -> bool:
+        return apply_schema(engine)
+
+
+QUEUE = ProcrastinateQueue()
+
+
+def install() -> None:
+    """Make Procrastinate the engine behind ``app.jobs`` (the entry points call this)."""
+    port.install(QUEUE)
 
 
 # --- schema and worker ---------------------------------------------------------------
 
 
-def schema_installed(engine: Engine) -> bool:
-    if engine.dialect.name != "postgresql":
-        return False
-    with engine.connect() as conn:
-        return bool(conn.scalar(text("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")))
+def schema_installed(bind: Engine | Connection | Session) -> bool:
+    """Whether Procrastinate's tables are here: PostgreSQL after ``hitmap migrate``."""
+    dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
+    if dialect.name != "postgresql":
+        return False  # checked first: on SQLite a session's first statement takes the lock
+    if isinstance(bind, Engine):
+        with bind.connect() as conn:
+            return bool(conn.scalar(_SCHEMA_PRESENT))
+    return bool(bind.scalar(_SCHEMA_PRESENT))
 
 
 def apply_schema(engine: Engine) -> bool:
@@ -194,7 +196,7 @@ def apply_schema(engine: Engine) -> bool:
         return False
     with engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k, 0)"), {"k": _SCHEMA_LOCK})
-        if conn.scalar(text("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")):
+        if schema_installed(conn):
             return False
         # No parameters: psycopg sends the script as is, all statements at once.
         raw = conn.connection.driver_connection
@@ -229,14 +231,14 @@ def run_worker(
     asyncio.run(main())
 
 
-def job_counts(engine: Engine) -> dict[str, int]:
-    """Jobs per status in the maps queue (for the benchmark and operators)."""
+def job_counts(engine: Engine, queue: str = "maps") -> dict[str, int]:
+    """Jobs per status in a queue (for the benchmark and operators)."""
     with engine.connect() as conn:
         rows = conn.execute(
             text(
                 "SELECT status::text, count(*) FROM procrastinate_jobs WHERE queue_name = :q "
                 "GROUP BY status"
             ),
-            {"q": QUEUE},
+            {"q": queue},
         )
         return {status: int(n) for status, n in rows}

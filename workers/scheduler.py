@@ -1,11 +1,11 @@
-"""The embedded engine: ``hitmap serve`` on SQLite runs the nightly work in-process.
+"""The embedded engine: ``hitmap serve`` on SQLite runs the periodic work in-process.
 
-Same task functions, same schedule (``HITMAP_NIGHTLY_AT``, UTC) as the Procrastinate
-workers on PostgreSQL; the clock is the context's, so tests drive the schedule.
-A night runs the retention first (old raw rows go before the heatmaps are drawn),
-then the maps. Each is claimed on its own (``retention_runs``, ``map_nightly_runs``):
-one run of each per night, even across restarts or a second server process on the
-same database.
+The same declarations (``workers/catalog.py``) and task functions as the Procrastinate
+workers on PostgreSQL, on each one's schedule; the clock is the context's, so tests
+drive the schedule. Work due at once runs in the catalog's order (the retention
+before the maps). Nightly work claims its night in the database (``app.jobs.nightly``):
+one run per night, even across restarts or a second server process on the same
+database.
 """
 
 from __future__ import annotations
@@ -13,64 +13,61 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Iterable
 
 from starlette.concurrency import run_in_threadpool
 
 from app.context import AppContext
-from app.maps import tasks
-from app.retention import tasks as retention
+from app.jobs.port import Periodic
+from workers.catalog import PERIODIC
 
 log = logging.getLogger("hitmap.scheduler")
 
 TICK_SECONDS = 60.0
 
 
-class NightlyScheduler:
-    """Checks once per tick whether a night is due and, if so, runs it here."""
+class PeriodicScheduler:
+    """Checks once per tick which periodic work is due and runs it here."""
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, work: Iterable[Periodic] = PERIODIC) -> None:
         self.ctx = ctx
-        self.last_night: dt.date | None = None  # spares the database between nights
+        self.work = tuple(work)
+        self.last: dict[str, dt.datetime] = {}  # spares the database between starts
 
-    def tick(self) -> tasks.NightReport | None:
-        night = tasks.due_night(self.ctx.clock.now(), self.ctx.settings.nightly_at)
-        if night is None or night == self.last_night:
-            return None
-        try:
-            retention.run_night_in_process(self.ctx, night)
-        except Exception:
-            # The maps still run; the next night deletes what this one left.
-            log.exception("retention for %s failed", night)
-        report = tasks.run_night_in_process(self.ctx, night)
-        self.last_night = night
-        if report is not None:
-            log.info(
-                "nightly maps for %s: %d sites, %d rendered, %d unchanged, %d failed",
-                night,
-                report.sites,
-                report.rendered,
-                report.unchanged,
-                report.failed,
-            )
-        return report
+    def tick(self) -> dict[str, object]:
+        """Run whatever is due; each run's report by the work's name."""
+        now = self.ctx.clock.now()
+        reports: dict[str, object] = {}
+        for work in self.work:
+            start = work.schedule(self.ctx.settings).due(now)
+            if start is None or self.last.get(work.name) == start:
+                continue
+            try:
+                reports[work.name] = work.run(self.ctx, start, None)
+            except Exception:
+                # The others still run; this one is tried again at the next tick.
+                log.exception("%s for %s failed; will retry", work.name, start)
+                continue
+            self.last[work.name] = start
+        return reports
 
 
 def runs_in_process(ctx: AppContext) -> bool:
-    """SQLite: yes. PostgreSQL: `hitmap worker` processes run the nightly work."""
+    """SQLite: yes. PostgreSQL: `hitmap worker` processes run the periodic work."""
     return ctx.db.dialect == "sqlite"
 
 
 async def run_forever(ctx: AppContext, interval: float | None = None) -> None:
     interval = TICK_SECONDS if interval is None else interval
     if not runs_in_process(ctx):
-        log.info("nightly maps run on `hitmap worker` processes (PostgreSQL job queue)")
+        log.info("periodic work runs on `hitmap worker` processes (PostgreSQL job queue)")
         return
-    scheduler = NightlyScheduler(ctx)
+    scheduler = PeriodicScheduler(ctx)
     while True:
-        # First tick after one interval: start-up stays quick, and the night is
+        # First tick after one interval: start-up stays quick, and nightly work is
         # claimed in the database, so a restart does not run it twice.
         await asyncio.sleep(interval)
         try:
             await run_in_threadpool(scheduler.tick)
         except Exception:
-            log.exception("nightly maps failed; will retry at the next tick")
+            log.exception("periodic work failed; will retry at the next tick")

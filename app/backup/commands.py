@@ -13,6 +13,7 @@ from app.backup import sqlite as embedded
 from app.clock import SystemClock
 from app.context import AppContext
 from app.db import make_engine
+from app.jobs import service as jobs
 from app.migrate import upgrade
 from app.settings import Settings, load_settings
 
@@ -113,11 +114,9 @@ def restore_command(path: Path, force: bool) -> None:
 
 def _migrate(url: str) -> None:
     """A backup may be older than this Hitmap: bring it to the current schema."""
-    from workers.procrastinate_app import apply_schema
-
     engine = make_engine(url)
     try:
         upgrade(engine)
-        apply_schema(engine)
+        jobs.install_schema(engine)
     finally:
         engine.dispose()

@@ -328,24 +328,5 @@ def all_site_ids(session: Session) -> list[int]:
     return list(session.scalars(select(Site.id).order_by(Site.id)))
 
 
-def claim_night(session: Session, night: dt.date, now: dt.datetime) -> bool:
-    """True for the one caller that starts this night's rendering."""
-    stmt = (
-        insert_for(session, MapNightlyRun)
-        .values(night=night, started_at=now, sites=0)
-        .on_conflict_do_nothing()
-        .returning(MapNightlyRun.night)
-    )
-    return session.execute(stmt).first() is not None
-
-
-def finish_night(session: Session, night: dt.date, sites: int, now: dt.datetime) -> None:
-    session.execute(
-        update(MapNightlyRun)
-        .where(MapNightlyRun.night == night)
-        .values(finished_at=now, sites=sites)
-    )
-
-
 def night_run(session: Session, night: dt.date) -> MapNightlyRun | None:
     return session.get(MapNightlyRun, night)

@@ -1,29 +1,32 @@
 """The map jobs as plain functions of an :class:`AppContext`.
 
-Both job engines call these and nothing else: Procrastinate workers on PostgreSQL
-(``workers/procrastinate_app.py``) and the in-process scheduler of ``hitmap serve``
-on SQLite (``workers/scheduler.py``). Every job is idempotent: it carries a site
+Declared as a task by name (``RENDER``) and as nightly work (``NIGHTLY``, through the
+shared nightly runner of ``app.jobs.nightly``); whichever job engine ``workers/``
+provides runs these and nothing else. Every job is idempotent: it carries a site
 id and ranges, renders only images whose input changed, and discards itself
 (returns quietly, with a log line) when the site is gone.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.context import AppContext
+from app.jobs import nightly
+from app.jobs import service as jobs
+from app.jobs.nightly import NightlyWork
+from app.jobs.port import Job, Task
 from app.maps import repository as repo
 from app.maps import service
 from app.maps.service import SPANS, Span
+from app.models import MapNightlyRun
 from app.sites import authz
 from app.sites.scope import SiteScope
 
@@ -34,8 +37,7 @@ log = logging.getLogger("hitmap.maps.jobs")
 # processes, PostgreSQL's row lock on the site does it (authz.site_for_job(lock=True)).
 _SITE_LOCKS = tuple(threading.Lock() for _ in range(64))
 
-# A night missed by more than this (the service was down) is not caught up late.
-MAX_DELAY = dt.timedelta(hours=12)
+QUEUE = "maps"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,87 +117,53 @@ def _discarded(site_id: int) -> JobResult:
     return JobResult(site_id, "discarded")
 
 
-# --- the nightly schedule ------------------------------------------------------------
+# --- as jobs -----------------------------------------------------------------------
 
 
-def scheduled_before(now: dt.datetime, at: dt.time) -> dt.datetime:
-    """The latest nightly start (UTC time ``at`` on some day) at or before ``now``."""
-    now = now.astimezone(dt.UTC)
-    today = dt.datetime.combine(now.date(), at, tzinfo=dt.UTC)
-    return today if today <= now else today - dt.timedelta(days=1)
+def render_site_task(
+    ctx: AppContext, site_id: int, spans: list[str], thumbnail: bool = True, reason: str = ""
+) -> JobResult:
+    """The render job by name: the nightly one also draws the page heatmaps."""
+    if reason == "nightly":
+        return nightly_site_job(ctx, site_id)
+    return render_site_job(ctx, site_id, spans=spans, thumbnail=thumbnail)
 
 
-def scheduled_after(now: dt.datetime, at: dt.time) -> dt.datetime:
-    return scheduled_before(now, at) + dt.timedelta(days=1)
+RENDER = Task("hitmap.maps.render_site", QUEUE, render_site_task)
 
 
-def due_night(now: dt.datetime, at: dt.time) -> dt.date | None:
-    """The night whose run is due at ``now`` (named by the UTC date of its start),
-    or None when the last start is more than MAX_DELAY ago."""
-    start = scheduled_before(now, at)
-    return start.date() if now - start <= MAX_DELAY else None
+def render_job(
+    site_id: int, *, spans: Sequence[Span | str] = SPANS, thumbnail: bool = True, reason: str
+) -> Job:
+    """A site's render job; one waits per site and reason (queueing lock): a waiting
+    job has not started, so it will see today's data anyway."""
+    return Job(
+        RENDER.name,
+        {
+            "site_id": site_id,
+            "spans": [str(s) for s in spans],
+            "thumbnail": thumbnail,
+            "reason": reason,
+        },
+        queueing_lock=f"maps:{reason}:{site_id}",
+    )
 
 
-def cron_for(at: dt.time) -> str:
-    """The cron line of the nightly run (Procrastinate's periodic task; UTC)."""
-    return f"{at.minute} {at.hour} * * *"
+def _all_sites(session: Session, ctx: AppContext) -> list[int]:
+    return repo.all_site_ids(session)
 
 
-def claim_night(ctx: AppContext, night: dt.date) -> list[int] | None:
-    """The ids of all sites if this caller starts the night; None if it was started."""
-    with ctx.db.session() as session:
-        if not repo.claim_night(session, night, ctx.clock.now()):
-            return None
-        return repo.all_site_ids(session)
-
-
-@dataclass(frozen=True, slots=True)
-class NightReport:
-    night: dt.date
-    sites: int
-    rendered: int
-    unchanged: int
-    discarded: int
-    failed: int
-
-
-def run_night_in_process(
-    ctx: AppContext,
-    night: dt.date,
-    *,
-    progress: Callable[[JobResult], None] | None = None,
-) -> NightReport | None:
-    """The embedded engine: claim the night, then render every site here, one by one.
-    None when the night was already claimed (by this or another process)."""
-    site_ids = claim_night(ctx, night)
-    if site_ids is None:
-        return None
-    log.info("nightly maps for %s: %d sites", night, len(site_ids))
-    counts = {"rendered": 0, "unchanged": 0, "discarded": 0, "failed": 0}
-    for site_id in site_ids:
-        try:
-            result = nightly_site_job(ctx, site_id)
-        except Exception:
-            log.exception("nightly render of site %s failed; next night retries", site_id)
-            counts["failed"] += 1
-            continue
-        counts[result.status] += 1
-        if progress is not None:
-            progress(result)
-    with ctx.db.session() as session:
-        repo.finish_night(session, night, len(site_ids), ctx.clock.now())
-    return NightReport(night, len(site_ids), **counts)
+NIGHT = NightlyWork(
+    "maps",
+    MapNightlyRun,
+    RENDER,
+    _all_sites,
+    lambda site_id, night: render_job(site_id, reason="nightly"),
+)
+NIGHTLY = nightly.periodic(NIGHT, name="hitmap.maps.nightly", periodic_id="nightly")
 
 
 # --- asking for a render from a request ----------------------------------------------
-
-
-def job_queue_ready(session: Session) -> bool:
-    """PostgreSQL with Procrastinate's schema (``hitmap migrate`` installs it)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return False
-    found = session.scalar(text("SELECT to_regclass('procrastinate_jobs') IS NOT NULL"))
-    return bool(found)
 
 
 def request_render(
@@ -209,14 +177,12 @@ def request_render(
 ) -> Callable[[], object] | None:
     """Have a site's images redrawn soon.
 
-    On PostgreSQL the job is deferred in the caller's transaction (it exists if and
-    only if the change commits) and a worker picks it up at once. Otherwise the
+    With a job queue the job is deferred in the caller's transaction (it exists if
+    and only if the change commits) and a worker picks it up at once. Otherwise the
     caller gets a function to run in-process after its commit (a response's
     background task).
     """
-    if job_queue_ready(session):
-        from workers.procrastinate_app import defer_renders
-
-        defer_renders(session, [site_id], spans=spans, thumbnail=thumbnail, reason=reason)
+    job = render_job(site_id, spans=spans, thumbnail=thumbnail, reason=reason)
+    if jobs.enqueue_all(session, [job]) is not None:
         return None
-    return functools.partial(render_site_job, ctx, site_id, spans=spans, thumbnail=thumbnail)
+    return functools.partial(render_site_task, ctx, **job.args)

@@ -7,7 +7,6 @@ import datetime as dt
 from sqlalchemy import or_, select, text, update
 from sqlalchemy.orm import Session
 
-from app.db import insert_for
 from app.models import HeatmapClick, RetentionRun, Site, Visit
 from app.sites.scope import SiteScope
 
@@ -60,23 +59,6 @@ def delete_old_clicks(session: Session, scope: SiteScope, before: dt.date, limit
     """Delete at most ``limit`` of the site's clicks of days before ``before``
     (found through the index on site and day)."""
     return _delete_batch(session, HeatmapClick.__tablename__, scope, before, limit)
-
-
-def claim_night(session: Session, night: dt.date, now: dt.datetime) -> bool:
-    """True for the one caller that starts this night's retention run."""
-    stmt = (
-        insert_for(session, RetentionRun)
-        .values(night=night, started_at=now, sites=0)
-        .on_conflict_do_nothing()
-        .returning(RetentionRun.night)
-    )
-    return session.execute(stmt).first() is not None
-
-
-def finish_night(session: Session, night: dt.date, sites: int, now: dt.datetime) -> None:
-    session.execute(
-        update(RetentionRun).where(RetentionRun.night == night).values(finished_at=now, sites=sites)
-    )
 
 
 def night_run(session: Session, night: dt.date) -> RetentionRun | None:

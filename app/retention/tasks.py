@@ -1,8 +1,8 @@
 """The retention jobs as plain functions of an :class:`AppContext`.
 
-Both job engines call these: Procrastinate workers on PostgreSQL
-(``workers/retention_queue.py``) and the in-process scheduler of ``hitmap serve``
-on SQLite (``workers/scheduler.py``). A job carries a site id and the night it
+Declared as a task by name (``PURGE``) and as nightly work (``NIGHTLY``, through the
+shared nightly runner of ``app.jobs.nightly``); whichever job engine ``workers/``
+provides runs these. A job carries a site id and the night it
 belongs to, so it is idempotent: the cutoff follows from the night, not from when
 the job happens to run, and a second run finds nothing more to delete. It
 discards itself (returns quietly, with a log line) when the site is gone.
@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from app.context import AppContext
+from app.jobs import nightly
+from app.jobs.nightly import NightlyWork
+from app.jobs.port import Job, Task
+from app.models import RetentionRun
 from app.retention import repository as repo
 from app.retention import service
 from app.sites import authz
@@ -32,6 +36,7 @@ log = logging.getLogger("hitmap.retention")
 BATCH = 5000
 # A breath between batches, so SQLite's waiting hit writer gets the write lock.
 PAUSE_SECONDS = 0.01
+QUEUE = "retention"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,58 +97,24 @@ def _in_batches(
             time.sleep(pause)
 
 
-# --- the nightly run ------------------------------------------------------------------
+# --- as jobs -----------------------------------------------------------------------
 
 
-def claim_night(ctx: AppContext, night: dt.date) -> list[int] | None:
-    """The ids of the sites with a retention if this caller starts the night's run;
-    None when it was started before (by this or another process)."""
-    with ctx.db.session() as session:
-        if not repo.claim_night(session, night, ctx.clock.now()):
-            return None
-        return repo.sites_with_retention(session, ctx.settings.retention_days)
+def purge_site_task(ctx: AppContext, site_id: int, night: str) -> PurgeResult:
+    """The purge job by name; the night travels as an ISO date."""
+    return purge_site_job(ctx, site_id, dt.date.fromisoformat(night))
 
 
-def finish_night(ctx: AppContext, night: dt.date, sites: int) -> None:
-    with ctx.db.session() as session:
-        repo.finish_night(session, night, sites, ctx.clock.now())
+PURGE = Task("hitmap.retention.purge_site", QUEUE, purge_site_task)
 
 
-@dataclass(frozen=True, slots=True)
-class NightReport:
-    night: dt.date
-    sites: int
-    visits: int
-    clicks: int
-    discarded: int
-    failed: int
+def purge_job(site_id: int, night: dt.date) -> Job:
+    return Job(PURGE.name, {"site_id": site_id, "night": night.isoformat()}, f"retention:{site_id}")
 
 
-def run_night_in_process(ctx: AppContext, night: dt.date) -> NightReport | None:
-    """The embedded engine: claim the night, then purge every site here, one by one.
-    None when the night was already claimed."""
-    site_ids = claim_night(ctx, night)
-    if site_ids is None:
-        return None
-    visits = clicks = discarded = failed = 0
-    for site_id in site_ids:
-        try:
-            result = purge_site_job(ctx, site_id, night)
-        except Exception:
-            log.exception("retention of site %s failed; the next night retries", site_id)
-            failed += 1
-            continue
-        visits += result.visits
-        clicks += result.clicks
-        discarded += result.status == "discarded"
-    finish_night(ctx, night, len(site_ids))
-    report = NightReport(night, len(site_ids), visits, clicks, discarded, failed)
-    log.info(
-        "retention for %s: %d sites, %d visits and %d clicks deleted, %d failed",
-        night,
-        report.sites,
-        report.visits,
-        report.clicks,
-        report.failed,
-    )
-    return report
+def _sites_with_retention(session: Session, ctx: AppContext) -> list[int]:
+    return repo.sites_with_retention(session, ctx.settings.retention_days)
+
+
+NIGHT = NightlyWork("retention", RetentionRun, PURGE, _sites_with_retention, purge_job)
+NIGHTLY = nightly.periodic(NIGHT, name="hitmap.retention.nightly", periodic_id="retention")

@@ -1,7 +1,7 @@
 """Map jobs as plain functions, and the nightly schedule with an injected clock.
 
 The in-process engine (``hitmap serve`` on SQLite) is driven here through
-``NightlyScheduler.tick``; it runs the same functions on PostgreSQL too, so both
+``PeriodicScheduler.tick``; it runs the same functions on PostgreSQL too, so both
 databases are covered. Procrastinate's engine is in tests/workers/test_nightly_procrastinate.py.
 """
 
@@ -11,21 +11,17 @@ import datetime as dt
 
 import pytest
 
+from app.jobs import nightly
+from app.jobs.schedule import NIGHTLY_MAX_DELAY as MAX_DELAY
+from app.jobs.schedule import nightly as nightly_at
 from app.maps import repository as repo
 from app.maps.service import MAP, THUMBNAIL_KEY
-from app.maps.tasks import (
-    MAX_DELAY,
-    cron_for,
-    due_night,
-    render_site_job,
-    scheduled_after,
-    scheduled_before,
-)
+from app.maps.tasks import NIGHT, NIGHTLY, render_site_job
 from app.sites import authz
 from app.sites import service as sites
 from tests.factories import make_account, make_site
 from tests.maps.helpers import LONDON, PARIS, SYDNEY, add_visits
-from workers.scheduler import NightlyScheduler
+from workers.scheduler import PeriodicScheduler
 
 UTC = dt.UTC
 AT = dt.time(3, 0)
@@ -36,17 +32,18 @@ def at(day: int, hour: int, minute: int = 0, second: int = 0) -> dt.datetime:
 
 
 def test_the_schedule_is_a_utc_time_of_day():
-    assert scheduled_before(at(23, 2, 59), AT) == at(22, 3)
-    assert scheduled_before(at(23, 3), AT) == at(23, 3)
-    assert scheduled_after(at(23, 3), AT) == at(24, 3)
+    night = nightly_at(AT)
+    assert night.previous(at(23, 2, 59)) == at(22, 3)
+    assert night.previous(at(23, 3)) == at(23, 3)
+    assert night.next(at(23, 3)) == at(24, 3)
     other_zone = dt.datetime(2026, 11, 23, 4, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-    assert scheduled_before(other_zone, AT) == at(22, 3)  # 02:30 UTC
-    assert due_night(at(23, 2, 59), AT) is None  # yesterday's start is 24 h old
-    assert due_night(at(23, 3, 0, 1), AT) == dt.date(2026, 11, 23)
-    assert due_night(at(23, 3) + MAX_DELAY, AT) == dt.date(2026, 11, 23)
-    assert due_night(at(23, 3) + MAX_DELAY + dt.timedelta(seconds=1), AT) is None
-    assert cron_for(dt.time(3, 0)) == "0 3 * * *"
-    assert cron_for(dt.time(23, 45)) == "45 23 * * *"
+    assert night.previous(other_zone) == at(22, 3)  # 02:30 UTC
+    assert night.due(at(23, 2, 59)) is None  # yesterday's start is 24 h old
+    assert night.due(at(23, 3, 0, 1)) == at(23, 3)
+    assert night.due(at(23, 3) + MAX_DELAY) == at(23, 3)
+    assert night.due(at(23, 3) + MAX_DELAY + dt.timedelta(seconds=1)) is None
+    assert nightly_at(dt.time(3, 0)).cron() == "0 3 * * *"
+    assert nightly_at(dt.time(23, 45)).cron() == "45 23 * * *"
 
 
 def test_a_job_for_a_deleted_site_discards_itself(ctx, caplog):
@@ -90,25 +87,31 @@ def three_sites(ctx, clock):
 
 def test_one_run_per_night_that_redraws_only_changed_sites(ctx, clock, three_sites):
     account, a, b, c = three_sites
-    scheduler = NightlyScheduler(ctx)
+    scheduler = PeriodicScheduler(ctx)
     assert ctx.settings.nightly_at == AT
 
     clock.set(at(23, 2, 59))
-    assert scheduler.tick() is None  # not yet
+    assert NIGHTLY.name not in scheduler.tick()  # not yet
 
     clock.set(at(23, 3, 0, 30))
-    first = scheduler.tick()
-    assert first is not None and first.night == dt.date(2026, 11, 23)
-    assert (first.sites, first.rendered, first.unchanged, first.failed) == (3, 3, 0, 0)
+    first = scheduler.tick()[NIGHTLY.name]
+    assert isinstance(first, nightly.NightReport) and first.night == dt.date(2026, 11, 23)
+    assert (first.sites, first.count("rendered"), first.count("unchanged"), first.failed) == (
+        3,
+        3,
+        0,
+        0,
+    )
     night_one = _rendered_at(ctx, a)
     assert set(night_one) == {THUMBNAIL_KEY[:2]} | {
         (MAP, s) for s in ("24h", "7d", "30d", "365d", "all")
     }
 
     clock.set(at(23, 3, 10))
-    assert scheduler.tick() is None  # the same night: nothing
+    assert NIGHTLY.name not in scheduler.tick()  # the same night: nothing
     clock.set(at(23, 3, 20))
-    assert NightlyScheduler(ctx).tick() is None  # a restarted server: claimed already
+    # A restarted server: claimed already.
+    assert PeriodicScheduler(ctx).tick()[NIGHTLY.name] is None
     with ctx.db.session() as session:
         run = repo.night_run(session, dt.date(2026, 11, 23))
         assert run is not None and run.sites == 3 and run.finished_at == at(23, 3, 0, 30)
@@ -117,16 +120,15 @@ def test_one_run_per_night_that_redraws_only_changed_sites(ctx, clock, three_sit
     add_visits(ctx, a, dt.date(2026, 11, 23), PARIS)  # only A gets a visitor that day
 
     clock.set(at(24, 3, 0, 5))
-    second = scheduler.tick()
-    assert second is not None and second.night == dt.date(2026, 11, 24)
-    assert (second.rendered, second.unchanged) == (1, 2)
+    second = scheduler.tick()[NIGHTLY.name]
+    assert isinstance(second, nightly.NightReport) and second.night == dt.date(2026, 11, 24)
+    assert (second.count("rendered"), second.count("unchanged")) == (1, 2)
     assert all(when == at(24, 3, 0, 5) for when in _rendered_at(ctx, a).values())
     assert _rendered_at(ctx, b) == {k: at(23, 3, 0, 30) for k in night_one}  # untouched
 
 
 def test_a_site_deleted_during_the_night_is_discarded(ctx, clock, three_sites):
     account, a, b, c = three_sites
-    from app.maps import tasks
 
     def delete_c_after_the_first_site(result):
         if result.site_id == a.site_id:
@@ -134,17 +136,18 @@ def test_a_site_deleted_during_the_night_is_discarded(ctx, clock, three_sites):
                 sites.delete_site(session, authz.owned_site(session, account.id, c.public_key))
 
     clock.set(at(23, 3, 1))
-    report = tasks.run_night_in_process(
-        ctx, dt.date(2026, 11, 23), progress=delete_c_after_the_first_site
+    report = nightly.run_in_process(
+        ctx, NIGHT, dt.date(2026, 11, 23), progress=delete_c_after_the_first_site
     )
     assert report is not None
-    assert (report.sites, report.rendered, report.discarded, report.failed) == (3, 2, 1, 0)
+    counts = (report.count("rendered"), report.count("discarded"), report.failed)
+    assert (report.sites, *counts) == (3, 2, 1, 0)
     assert _rendered_at(ctx, c) == {}
 
 
 def test_a_failing_site_does_not_stop_the_night(ctx, clock, three_sites, monkeypatch):
     account, a, b, c = three_sites
-    from app.maps import service, tasks
+    from app.maps import service
 
     real = service.draw_site
 
@@ -155,8 +158,8 @@ def test_a_failing_site_does_not_stop_the_night(ctx, clock, three_sites, monkeyp
 
     monkeypatch.setattr(service, "draw_site", broken_for_b)
     clock.set(at(23, 3, 1))
-    report = tasks.run_night_in_process(ctx, dt.date(2026, 11, 23))
-    assert report is not None and (report.rendered, report.failed) == (2, 1)
+    report = nightly.run_in_process(ctx, NIGHT, dt.date(2026, 11, 23))
+    assert report is not None and (report.count("rendered"), report.failed) == (2, 1)
 
 
 def test_hitmap_render_shows_progress_and_skips_unchanged(ctx):

@@ -35,6 +35,7 @@ def queue_context(settings: Settings, tmp_path: Path) -> Iterator[AppContext]:
         engine = make_engine(url)
         upgrade(engine)
         engine_app.apply_schema(engine)
+        engine_app.install()  # as the entry points do: app.jobs defers through it
         settings.database_url = url
         ctx = build_context(settings, db=Database(engine), clock=FixedClock(NOON))
         try:

@@ -6,6 +6,7 @@ import datetime as dt
 
 from sqlalchemy import select
 
+from app.jobs import nightly
 from app.maps import tasks
 from app.models import HeatmapRender
 from tests.factories import make_account, make_site
@@ -18,7 +19,7 @@ def test_nightly_run_renders_heatmaps_of_sites_with_clicks(ctx, client, clock):
     assert send(client, busy.public_key, batch(click(), click(x=200, y=900))).status_code == 204
 
     clock.set(dt.datetime(2026, 11, 23, 3, 0, 1, tzinfo=dt.UTC))
-    report = tasks.run_night_in_process(ctx, dt.date(2026, 11, 23))
+    report = nightly.run_in_process(ctx, tasks.NIGHT, dt.date(2026, 11, 23))
     assert report is not None and report.failed == 0
 
     with ctx.db.session() as session:

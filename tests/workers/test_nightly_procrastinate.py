@@ -16,7 +16,10 @@ import logging
 import pytest
 
 from app.clock import FixedClock
+from app.jobs import nightly
+from app.jobs import service as jobs
 from app.maps import repository as repo
+from app.maps import tasks
 from app.sites import authz
 from app.sites import service as sites
 from tests.factories import make_account, make_site
@@ -39,11 +42,11 @@ def pg_ctx(settings, tmp_path):
 
 
 def _jobs(ctx) -> list[tuple[str, str, dict]]:
-    return queue_jobs(ctx, engine_app.QUEUE)
+    return queue_jobs(ctx, tasks.QUEUE)
 
 
 async def _run_two_workers(ctx, expected_jobs: int) -> None:
-    await run_two_workers(ctx, engine_app.QUEUE, expected_jobs)
+    await run_two_workers(ctx, tasks.QUEUE, expected_jobs)
 
 
 def _rendered_at(ctx, scope) -> set[dt.datetime]:
@@ -70,7 +73,7 @@ def test_one_nightly_run_on_two_workers_renders_changed_sites_only(pg_ctx, monke
             sites.delete_site(other, authz.owned_site(other, account.id, c.public_key))
         return ids
 
-    monkeypatch.setattr(engine_app.repo, "all_site_ids", list_then_delete_c)
+    monkeypatch.setattr(repo, "all_site_ids", list_then_delete_c)
     caplog.set_level(logging.INFO, logger="hitmap.maps.jobs")
 
     clock.set(dt.datetime(2026, 11, 23, 2, 59, tzinfo=UTC))
@@ -80,12 +83,12 @@ def test_one_nightly_run_on_two_workers_renders_changed_sites_only(pg_ctx, monke
     clock.set(dt.datetime(2026, 11, 23, 3, 0, 20, tzinfo=UTC))
     asyncio.run(deferred_by_two_workers(ctx))
     asyncio.run(deferred_by_two_workers(ctx))  # a worker restarted: still one
-    assert [(n, s) for n, s, _ in _jobs(ctx)] == [(engine_app.NIGHTLY_TASK, "todo")]
+    assert [(n, s) for n, s, _ in _jobs(ctx)] == [(tasks.NIGHTLY.name, "todo")]
 
     asyncio.run(_run_two_workers(ctx, expected_jobs=4))
     jobs = _jobs(ctx)
-    assert [(n, s) for n, s, _ in jobs] == [(engine_app.NIGHTLY_TASK, "succeeded")] + [
-        (engine_app.RENDER_TASK, "succeeded")
+    assert [(n, s) for n, s, _ in jobs] == [(tasks.NIGHTLY.name, "succeeded")] + [
+        (tasks.RENDER.name, "succeeded")
     ] * 3
     assert sorted(args["site_id"] for _, _, args in jobs[1:]) == sorted(
         s.site_id for s in (a, b, c)
@@ -93,10 +96,10 @@ def test_one_nightly_run_on_two_workers_renders_changed_sites_only(pg_ctx, monke
     night_one = clock.now()
     assert _rendered_at(ctx, a) == {night_one} and _rendered_at(ctx, b) == {night_one}
     assert f"site {c.site_id} no longer exists; render job discarded" in caplog.text
-    monkeypatch.setattr(engine_app.repo, "all_site_ids", listed)
+    monkeypatch.setattr(repo, "all_site_ids", listed)
 
     # The nightly job again for the same night (a retry, a manual defer): nothing more.
-    assert engine_app.fan_out_night(ctx, dt.date(2026, 11, 23)) is None
+    assert nightly.fan_out(ctx, tasks.NIGHT, dt.date(2026, 11, 23), engine_app.QUEUE) is None
 
     # The next night: only A had a visitor in between.
     clock.set(dt.datetime(2026, 11, 23, 18, tzinfo=UTC))
@@ -131,8 +134,9 @@ def test_migrate_installs_the_queue_and_worker_once_drains_it(pg_ctx, monkeypatc
     site = make_site(ctx, make_account(ctx))
     add_visits(ctx, site, ctx.clock.now().date(), LONDON)
     with ctx.db.session() as session:
-        assert engine_app.defer_renders(session, [site.site_id], reason="manual") == 1
-        assert engine_app.defer_renders(session, [site.site_id], reason="manual") == 0
+        job = tasks.render_job(site.site_id, reason="manual")
+        assert jobs.enqueue(session, job.task, queueing_lock=job.queueing_lock, **job.args)
+        assert jobs.enqueue_all(session, [job]) == 0  # the same job waits already
     drained = runner.invoke(cli.main, ["worker", "--once", "--name", "cli"], obj=ctx)
     assert drained.exit_code == 0, drained.output
     assert "nightly maps at 03:00 UTC" in drained.output
@@ -165,7 +169,7 @@ def test_worker_serves_its_render_times_as_metrics(pg_ctx, monkeypatch):
     site = make_site(ctx, make_account(ctx))
     add_visits(ctx, site, ctx.clock.now().date(), LONDON)
     with ctx.db.session() as session:
-        engine_app.defer_renders(session, [site.site_id], reason="manual")
+        jobs.enqueue_all(session, [tasks.render_job(site.site_id, reason="manual")])
 
     args = ["worker", "--once", "--metrics-port", str(port)]
     drained = CliRunner().invoke(cli.main, args, obj=ctx)

@@ -1,5 +1,6 @@
-"""`hitmap serve` runs the nightly maps in-process on SQLite, and leaves them to
-`hitmap worker` on PostgreSQL. (The schedule itself: tests/maps/test_jobs.py.)"""
+"""`hitmap serve` runs the periodic work in-process on SQLite, and leaves it to
+`hitmap worker` on PostgreSQL. (The schedules themselves: tests/jobs/test_schedule.py,
+tests/maps/test_jobs.py.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from app.main import create_app
 def test_serve_ticks_the_nightly_scheduler_on_sqlite_only(ctx, monkeypatch):
     ticked = threading.Event()
     monkeypatch.setattr(scheduler, "TICK_SECONDS", 0.01)
-    monkeypatch.setattr(scheduler.NightlyScheduler, "tick", lambda self: ticked.set())
+    monkeypatch.setattr(scheduler.PeriodicScheduler, "tick", lambda self: ticked.set())
     with TestClient(create_app(ctx, background_jobs=True)):
         ran = ticked.wait(3)
     assert ran == (ctx.db.dialect == "sqlite")
@@ -36,7 +37,7 @@ def test_a_failing_tick_is_retried(ctx, monkeypatch, caplog):
         if len(calls) == 1:
             raise RuntimeError("database locked")
 
-    monkeypatch.setattr(scheduler.NightlyScheduler, "tick", flaky)
+    monkeypatch.setattr(scheduler.PeriodicScheduler, "tick", flaky)
 
     async def run_a_while() -> None:
         task = asyncio.create_task(scheduler.run_forever(ctx, 0.01))
@@ -45,4 +46,4 @@ def test_a_failing_tick_is_retried(ctx, monkeypatch, caplog):
         task.cancel()
 
     asyncio.run(asyncio.wait_for(run_a_while(), 5))
-    assert "nightly maps failed; will retry" in caplog.text
+    assert "periodic work failed; will retry" in caplog.text

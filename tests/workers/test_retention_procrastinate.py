@@ -14,8 +14,9 @@ import logging
 import pytest
 
 from app.clock import FixedClock
+from app.jobs import nightly
 from app.retention import repository as repo
-from app.retention import service
+from app.retention import service, tasks
 from app.sites import authz
 from app.sites import service as sites
 from tests.factories import make_account, make_site
@@ -26,7 +27,7 @@ from tests.workers.procrastinate_helpers import (
     queue_jobs,
     run_two_workers,
 )
-from workers import retention_queue
+from workers import procrastinate_app as engine_app
 
 UTC = dt.UTC
 
@@ -39,11 +40,11 @@ def pg_ctx(settings, tmp_path):
 
 
 def _jobs(ctx) -> list[tuple[str, str, dict]]:
-    return queue_jobs(ctx, retention_queue.RETENTION_QUEUE)
+    return queue_jobs(ctx, tasks.QUEUE)
 
 
 async def _run_two_workers(ctx, expected_jobs: int) -> None:
-    await run_two_workers(ctx, retention_queue.RETENTION_QUEUE, expected_jobs)
+    await run_two_workers(ctx, tasks.QUEUE, expected_jobs)
 
 
 def test_one_nightly_retention_on_two_workers(pg_ctx, monkeypatch, caplog):
@@ -67,7 +68,7 @@ def test_one_nightly_retention_on_two_workers(pg_ctx, monkeypatch, caplog):
             sites.delete_site(other, authz.owned_site(other, account.id, gone.public_key))
         return ids
 
-    monkeypatch.setattr(retention_queue.repo, "sites_with_retention", list_then_delete)
+    monkeypatch.setattr(repo, "sites_with_retention", list_then_delete)
     caplog.set_level(logging.INFO, logger="hitmap.retention")
 
     clock.set(dt.datetime(2026, 11, 23, 2, 59, tzinfo=UTC))
@@ -77,15 +78,15 @@ def test_one_nightly_retention_on_two_workers(pg_ctx, monkeypatch, caplog):
     clock.set(dt.datetime(2026, 11, 23, 3, 0, 20, tzinfo=UTC))
     asyncio.run(deferred_by_two_workers(ctx))
     asyncio.run(deferred_by_two_workers(ctx))  # a worker restarted: still one
-    assert [(n, s) for n, s, _ in _jobs(ctx)] == [(retention_queue.NIGHTLY_RETENTION_TASK, "todo")]
+    assert [(n, s) for n, s, _ in _jobs(ctx)] == [(tasks.NIGHTLY.name, "todo")]
 
     asyncio.run(_run_two_workers(ctx, expected_jobs=3))
 
     jobs = _jobs(ctx)
     assert [(n, s) for n, s, _ in jobs] == [
-        (retention_queue.NIGHTLY_RETENTION_TASK, "succeeded"),
-        (retention_queue.PURGE_TASK, "succeeded"),
-        (retention_queue.PURGE_TASK, "succeeded"),
+        (tasks.NIGHTLY.name, "succeeded"),
+        (tasks.PURGE.name, "succeeded"),
+        (tasks.PURGE.name, "succeeded"),
     ]
     assert sorted(args["site_id"] for _, _, args in jobs[1:]) == [a.site_id, gone.site_id]
     assert {args["night"] for _, _, args in jobs[1:]} == {NIGHT.isoformat()}
@@ -98,5 +99,5 @@ def test_one_nightly_retention_on_two_workers(pg_ctx, monkeypatch, caplog):
         assert run is not None and run.sites == 2
 
     # The nightly job again for the same night (a retry, a manual defer): nothing.
-    assert retention_queue.fan_out_night(ctx, NIGHT) is None
+    assert nightly.fan_out(ctx, tasks.NIGHT, NIGHT, engine_app.QUEUE) is None
     assert len(_jobs(ctx)) == 3

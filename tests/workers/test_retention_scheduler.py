@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+from app.maps import tasks as maps
 from app.retention import repository as repo
 from app.retention import service
+from app.retention.tasks import NIGHTLY
 from tests.factories import make_account, make_site
 from tests.retention.helpers import NIGHT, add_day, aggregates, days_ago, raw_days
-from workers.scheduler import NightlyScheduler
+from workers.scheduler import PeriodicScheduler
 
 UTC = dt.UTC
 
@@ -28,14 +30,16 @@ def test_one_retention_run_per_night(ctx, clock):
         add_day(ctx, scope, days_ago(31))
         add_day(ctx, scope, days_ago(30))
     totals = aggregates(ctx, site)
-    scheduler = NightlyScheduler(ctx)
+    scheduler = PeriodicScheduler(ctx)
 
     clock.set(at(23, 2, 59))
-    assert scheduler.tick() is None
+    assert scheduler.tick() == {}
     assert raw_days(ctx, site)[0] == {days_ago(31): 1, days_ago(30): 1}  # not yet
 
     clock.set(at(23, 3, 0, 30))
-    assert scheduler.tick() is not None  # the maps' report: the night ran
+    ran = scheduler.tick()
+    assert ran[NIGHTLY.name] is not None  # the night ran
+    assert list(ran) == [NIGHTLY.name, maps.NIGHTLY.name]  # old raw rows go first
     assert raw_days(ctx, site) == ({days_ago(30): 1}, {days_ago(30): 1})
     assert raw_days(ctx, keeper)[0] == {days_ago(31): 1, days_ago(30): 1}
     assert aggregates(ctx, site) == totals
@@ -46,7 +50,7 @@ def test_one_retention_run_per_night(ctx, clock):
     # The same night again, from a restarted server: claimed, nothing runs.
     add_day(ctx, site, days_ago(45))
     clock.set(at(23, 3, 20))
-    NightlyScheduler(ctx).tick()
+    PeriodicScheduler(ctx).tick()
     assert days_ago(45) in raw_days(ctx, site)[0]
 
     clock.set(at(24, 3, 0, 5))  # the next night: the 24th keeps 25 October on

@@ -1,0 +1,1 @@
+"""Background work asked for by name: the port ``app/`` uses, implemented by ``workers/``."""
