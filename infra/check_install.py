@@ -70,7 +70,7 @@ def check_geoip() -> str:
 
 def check_natural_earth() -> str:
     """cartopy + shapely (GEOS) + pyproj (PROJ) read and project the vendored shapefiles."""
-    from app.maps import basemap
+    from app.maps.renderer import basemap
 
     counts = []
     for scale in ("110m", "50m"):
@@ -84,7 +84,7 @@ def check_natural_earth() -> str:
 
 def check_render() -> str:
     """matplotlib and Pillow draw a counter thumbnail."""
-    from app.maps import render
+    from app.maps.renderer import render
 
     locations = render.LocationCounts.from_rows([(51.51, -0.13, 20, 12), (-33.87, 151.21, 10, 3)])
     png = render.render_thumbnail(locations, locations.total, render.ThumbnailStyle())

@@ -2,11 +2,11 @@
 
 matplotlib + cartopy are slow (50m outlines cost ~3 s to project) but only draw what
 never changes: ocean, land, lakes, country borders and coastlines from the Natural
-Earth files vendored in ``app/maps/naturalearth/`` (110m for thumbnails, 50m for the
+Earth files vendored in ``app/maps/renderer/naturalearth/`` (110m for thumbnails, 50m for the
 large map; every feature has an explicit scale, so cartopy never picks 10m and never
 downloads). Each :class:`BaseMap` is rendered once per process and cached in memory
 with the affine that maps Robinson coordinates to pixels; the per-site dots are drawn
-later on a copy (``app.maps.render``) and points are projected with one vectorised
+later on a copy (``app.maps.renderer.render``) and points are projected with one vectorised
 pyproj call — the world is never re-projected per site.
 
 View: Robinson (``+proj=robin +a=6378137``, cartopy's ``Robinson()``), full longitude
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from PIL import Image
 
-from app.maps.clustering import Cells, bin_points, cell_sums
+from app.maps.renderer.clustering import Cells, bin_points, cell_sums
 
 if TYPE_CHECKING:
     from pyproj import Transformer
