@@ -32,6 +32,7 @@ from app.clock import Clock, utc_today
 from app.errors import InvalidInput, NotFound
 from app.ingest.counter_image import etag_for
 from app.maps import repository as repo
+from app.maps.kinds import MAP, THUMBNAIL, THUMBNAIL_KEY
 from app.maps.repository import RangeStats, Window
 from app.models import RenderedImage
 from app.ops import metrics
@@ -41,10 +42,6 @@ if TYPE_CHECKING:
     from app.maps.renderer.render import LocationCounts, ThumbnailStyle
 
 log = logging.getLogger("hitmap.maps")
-
-THUMBNAIL = "thumbnail"
-MAP = "map"
-THUMBNAIL_KEY = (THUMBNAIL, "all", "1x")
 
 
 class Span(StrEnum):
