@@ -70,16 +70,16 @@ def check_geoip() -> str:
 
 def check_natural_earth() -> str:
     """cartopy + shapely (GEOS) + pyproj (PROJ) read and project the vendored shapefiles."""
-    from app.maps.renderer import basemap
+    from app.maps.renderer import natural_earth
 
     counts = []
     for scale in ("110m", "50m"):
-        features = basemap.projected_features(scale)
+        features = natural_earth.projected_features(scale)
         empty = [name for name, geometries in features.items() if not geometries]
         if empty:
             raise AssertionError(f"Natural Earth {scale}: no geometry in {', '.join(empty)}")
         counts.append(f"{scale}: {sum(len(g) for g in features.values())} geometries")
-    return f"{basemap.DATA_DIR}: " + ", ".join(counts)
+    return f"{natural_earth.DATA_DIR}: " + ", ".join(counts)
 
 
 def check_render() -> str:

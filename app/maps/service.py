@@ -178,6 +178,7 @@ _RENDERER_FILES = (
     "png_pieces.py",
     "clustering.py",
     "basemap.py",
+    "natural_earth.py",
 )
 
 
