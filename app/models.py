@@ -252,7 +252,7 @@ class LocationCount(Base):
     * ``grain='a'``: all time (``period`` = 1970-01-01).
 
     ``place`` packs latitude, longitude and accuracy into one integer
-    (``app.maps.places``). A map of any range then sums at most a few hundred
+    (``app.places``). A map of any range then sums at most a few hundred
     thousand narrow rows instead of reading every visit; visits without coordinates
     are on no map and have no row here.
     """

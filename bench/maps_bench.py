@@ -27,10 +27,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.maps import render as maps  # noqa: E402
-from app.maps.basemap import configure_cartopy  # noqa: E402
-from app.maps.png_pieces import PNG_COMPRESS_LEVEL, deflate, indexed_png, pixel_words  # noqa: E402
-from app.maps.world import PNG_STRIP_ROWS, world_image, world_kit, world_palette  # noqa: E402
+from app.maps.renderer import render as maps  # noqa: E402
+from app.maps.renderer.natural_earth import configure_cartopy  # noqa: E402
+from app.maps.renderer.png_pieces import PNG_COMPRESS_LEVEL, deflate, indexed_png, pixel_words  # noqa: E402
+from app.maps.renderer.world import PNG_STRIP_ROWS, world_image, world_kit, world_palette  # noqa: E402
 
 # (lat, lon, population in millions)
 CITIES: tuple[tuple[float, float, float], ...] = (

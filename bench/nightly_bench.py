@@ -52,10 +52,10 @@ from app.jobs import nightly as nightly_runner  # noqa: E402
 from app.maps import repository as repo  # noqa: E402
 from app.maps import service  # noqa: E402
 from app.maps import tasks as map_tasks  # noqa: E402
-from app.maps.places import place_key  # noqa: E402
-from app.maps.render import LocationCounts, render_world_map, warm_up  # noqa: E402
+from app.maps.renderer.render import LocationCounts, render_world_map, warm_up  # noqa: E402
 from app.maps.service import SPANS, Span  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
+from app.places import place_key  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.sites import authz  # noqa: E402
 from bench.maps_bench import CENTROIDS, CITIES  # noqa: E402

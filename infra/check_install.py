@@ -70,21 +70,21 @@ def check_geoip() -> str:
 
 def check_natural_earth() -> str:
     """cartopy + shapely (GEOS) + pyproj (PROJ) read and project the vendored shapefiles."""
-    from app.maps import basemap
+    from app.maps.renderer import natural_earth
 
     counts = []
     for scale in ("110m", "50m"):
-        features = basemap.projected_features(scale)
+        features = natural_earth.projected_features(scale)
         empty = [name for name, geometries in features.items() if not geometries]
         if empty:
             raise AssertionError(f"Natural Earth {scale}: no geometry in {', '.join(empty)}")
         counts.append(f"{scale}: {sum(len(g) for g in features.values())} geometries")
-    return f"{basemap.DATA_DIR}: " + ", ".join(counts)
+    return f"{natural_earth.DATA_DIR}: " + ", ".join(counts)
 
 
 def check_render() -> str:
     """matplotlib and Pillow draw a counter thumbnail."""
-    from app.maps import render
+    from app.maps.renderer import render
 
     locations = render.LocationCounts.from_rows([(51.51, -0.13, 20, 12), (-33.87, 151.21, 10, 3)])
     png = render.render_thumbnail(locations, locations.total, render.ThumbnailStyle())

@@ -216,7 +216,7 @@ def run_worker(
     """Run one worker until stopped (SIGINT/SIGTERM), or until the queue is empty
     (``once``). ``concurrency`` jobs run in threads at once: a job waits on the
     database part of the time, so two per process keep a core busier."""
-    from app.maps.render import warm_up
+    from app.maps.renderer.render import warm_up
 
     warm_up()  # every base map drawn once, before the first job
     app = make_app(ctx, schedule=schedule)

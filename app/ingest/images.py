@@ -17,7 +17,7 @@ from app.ingest import repository
 from app.ingest.cache import RefreshingCache
 from app.ingest.counter_image import NEUTRAL_PNG, etag_for, render_total
 from app.maps import repository as maps_repository
-from app.maps.service import THUMBNAIL_KEY
+from app.maps.kinds import THUMBNAIL_KEY
 from app.sites.scope import SiteScope
 
 IMAGE_CACHE_SECONDS = 20.0

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from app.db import insert_for
 from app.ingest.geoip import Location
-from app.maps.places import ALL_TIME_PERIOD, place_key
 from app.models import (
     AppliedSpoolRecord,
     DailyCountryCount,
@@ -26,6 +25,7 @@ from app.models import (
     Site,
     Visit,
 )
+from app.places import ALL_TIME_PERIOD, place_key
 from app.sites.scope import SiteScope
 
 VisitKey = tuple[int, dt.date, bytes]  # (site id, day, visitor hash): one visit

@@ -1,26 +1,8 @@
-"""Map rendering: counter thumbnails and large world maps as PNG bytes (pure functions).
+"""Visitor maps, the feature: which images a site has, when they are redrawn, the
+owner's style, serving them (``service``, ``repository``, ``routes``, ``tasks``,
+``schemas``).
 
-See ``render.py`` for the pipeline, ``basemap.py`` for the cached base maps and
-``clustering.py`` for how visits become dots. matplotlib and cartopy are imported only
-when a base map is first drawn, so importing this package is cheap.
+The drawing itself is the ``renderer`` package, which loads matplotlib and cartopy;
+nothing here imports it at module level, so importing this package stays cheap (the
+counter imports ``repository``).
 """
-
-from app.maps.render import (
-    BACKGROUNDS,
-    THUMBNAIL_SIZES,
-    LocationCounts,
-    ThumbnailStyle,
-    render_thumbnail,
-    render_world_map,
-    warm_up,
-)
-
-__all__ = [
-    "BACKGROUNDS",
-    "THUMBNAIL_SIZES",
-    "LocationCounts",
-    "ThumbnailStyle",
-    "render_thumbnail",
-    "render_world_map",
-    "warm_up",
-]

@@ -15,9 +15,8 @@ import numpy as np
 from sqlalchemy import Select, and_, case, func, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
+from app import places
 from app.db import insert_for
-from app.maps import places
-from app.maps.places import ALL_TIME_PERIOD
 from app.models import (
     DailyCountryCount,
     LocationCount,
@@ -26,6 +25,7 @@ from app.models import (
     RenderedImage,
     Site,
 )
+from app.places import ALL_TIME_PERIOD
 from app.sites.scope import SiteScope
 
 LocationRow = tuple[float, float, int | None, int]
@@ -81,7 +81,7 @@ def split_window(
 
 @dataclass(frozen=True, slots=True)
 class Places:
-    """A range's input: place keys (``app.maps.places``) and their visits, as arrays."""
+    """A range's input: place keys (``app.places``) and their visits, as arrays."""
 
     keys: np.ndarray  # int64
     visits: np.ndarray  # int64

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from app.maps import repository as repo
-from app.maps.service import BACKGROUNDS, SIZES, THUMBNAIL_KEY, Style, current_style
+from app.maps.kinds import THUMBNAIL_KEY
+from app.maps.service import BACKGROUNDS, SIZES, Style, current_style
 from app.sites.scope import SiteScope
 
 SIZE_LABELS = {

@@ -1,6 +1,6 @@
 """Rendering rules: which images a site has, when one must be redrawn, styles, serving.
 
-Nothing here knows HTTP or the job engine. The renderer (``app.maps.render``:
+Nothing here knows HTTP or the job engine. The renderer (``app.maps.renderer.render``:
 matplotlib and cartopy) is imported on first use, so that the counter and the
 command line start without it.
 
@@ -32,19 +32,16 @@ from app.clock import Clock, utc_today
 from app.errors import InvalidInput, NotFound
 from app.ingest.counter_image import etag_for
 from app.maps import repository as repo
+from app.maps.kinds import MAP, THUMBNAIL, THUMBNAIL_KEY
 from app.maps.repository import RangeStats, Window
 from app.models import RenderedImage
 from app.ops import metrics
 from app.sites.scope import SiteScope
 
 if TYPE_CHECKING:
-    from app.maps.render import LocationCounts, ThumbnailStyle
+    from app.maps.renderer.render import LocationCounts, ThumbnailStyle
 
 log = logging.getLogger("hitmap.maps")
-
-THUMBNAIL = "thumbnail"
-MAP = "map"
-THUMBNAIL_KEY = (THUMBNAIL, "all", "1x")
 
 
 class Span(StrEnum):
@@ -109,7 +106,7 @@ class Style:
         return f"{self.size},{self.dot_color},{self.background},{int(self.show_count)}"
 
     def for_renderer(self) -> ThumbnailStyle:
-        from app.maps.render import ThumbnailStyle
+        from app.maps.renderer.render import ThumbnailStyle
 
         return ThumbnailStyle(
             size=self.size,
@@ -170,7 +167,7 @@ def save_style(session: Session, clock: Clock, scope: SiteScope, style: Style) -
 # Every module whose code shapes the pixels or bytes of an image, in a fixed order (the
 # digest must not depend on the file system's): ``render.py`` is only the renderer's
 # front, the drawing and encoding live in the others. tests/maps/test_render.py checks
-# that every app.maps module the renderer imports is listed.
+# that every app.maps.renderer module the renderer imports is listed.
 _RENDERER_FILES = (
     "render.py",
     "spec.py",
@@ -181,6 +178,7 @@ _RENDERER_FILES = (
     "png_pieces.py",
     "clustering.py",
     "basemap.py",
+    "natural_earth.py",
 )
 
 
@@ -188,7 +186,7 @@ _RENDERER_FILES = (
 def renderer_version() -> str:
     """Digest of the renderer's source: a new renderer redraws every image once."""
     digest = hashlib.blake2b(b"hitmap-maps-1", digest_size=6)
-    folder = Path(__file__).parent
+    folder = Path(__file__).parent / "renderer"
     for name in _RENDERER_FILES:
         path = folder / name
         if path.exists():
@@ -218,14 +216,14 @@ def png_size(png: bytes) -> tuple[int, int]:
 
 @lru_cache(maxsize=8)
 def _empty_map(scale: int) -> bytes:
-    from app.maps.render import LocationCounts, render_world_map
+    from app.maps.renderer.render import LocationCounts, render_world_map
 
     return render_world_map(LocationCounts.empty(), scale=scale)
 
 
 @lru_cache(maxsize=256)
 def _thumbnail_without_dots(style: Style, total: int) -> bytes:
-    from app.maps.render import LocationCounts, render_thumbnail
+    from app.maps.renderer.render import LocationCounts, render_thumbnail
 
     return render_thumbnail(LocationCounts.empty(), total, style.for_renderer())
 
@@ -287,7 +285,7 @@ def draw_site(
     Ranges with the same input (a young site's 365 days and all time, say) are read
     and drawn once; images without dots come from a per-process cache.
     """
-    from app.maps.render import LocationCounts, render_thumbnail, render_world_map
+    from app.maps.renderer.render import LocationCounts, render_thumbnail, render_world_map
 
     spans = list(dict.fromkeys(spans))
     today, now = utc_today(clock), clock.now()

@@ -87,7 +87,7 @@ def upgrade() -> None:
 
 
 def _backfill_location_counts() -> None:
-    from app.maps.places import sql_place_key
+    from app.places import sql_place_key
 
     dialect = op.get_bind().dialect.name
     if dialect == "postgresql":

@@ -350,8 +350,8 @@ def test_dockerignore_matcher_follows_docker_rules():
     assert is_ignored(".venv/bin/python", patterns)
     assert is_ignored("tests/test_a.py", patterns)
     assert not is_ignored("app/main.py", patterns)
-    assert not is_ignored("app/maps/naturalearth/x.shp", patterns)
-    assert is_ignored("app/maps/__pycache__/render.cpython-311.pyc", patterns)
+    assert not is_ignored("app/maps/renderer/naturalearth/x.shp", patterns)
+    assert is_ignored("app/maps/renderer/__pycache__/render.cpython-311.pyc", patterns)
     assert is_ignored("app/x.pyc", patterns)
     assert not is_ignored("infra/x.py", patterns) and is_ignored("infra/y.py", patterns)
 
@@ -411,7 +411,7 @@ def test_wheel_holds_the_map_data_templates_and_migrations(wheel, context_files)
     wanted = {
         p
         for p in context_files
-        if p.startswith(("app/maps/naturalearth/", "app/templates/", "app/static/"))
+        if p.startswith(("app/maps/renderer/naturalearth/", "app/templates/", "app/static/"))
         or re.fullmatch(
             r"(widgets/[^/]+\.js|migrations/versions/\w+\.py|migrations/script\.py\.mako)", p
         )
@@ -475,7 +475,7 @@ def test_self_check_reports_a_missing_file(wheel, tmp_path):
         check=True,
         timeout=300,
     )
-    shutil.rmtree(site / "app" / "maps" / "naturalearth")
+    shutil.rmtree(site / "app" / "maps" / "renderer" / "naturalearth")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HITMAP_")}
     env |= {"PYTHONPATH": str(site), "TMPDIR": str(tmp_path), "MPLCONFIGDIR": str(tmp_path / "m")}
     check = subprocess.run(

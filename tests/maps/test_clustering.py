@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.maps.clustering import APPROXIMATE_KM, Clusters, approximate_mask, cluster
-from app.maps.render import world_base
+from app.maps.renderer.clustering import APPROXIMATE_KM, Clusters, approximate_mask, cluster
+from app.maps.renderer.render import world_base
 
 
 def _xy(*points: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -161,8 +161,8 @@ def test_approximate_mask() -> None:
 def test_binning_from_degrees_equals_projecting_then_binning() -> None:
     """BaseMap.bin (projection table scaled to cells, one pass) gives the cells of
     project + bin_points, and so the same clusters."""
-    from app.maps.clustering import bin_points, merge
-    from app.maps.render import ThumbnailStyle, thumbnail_base, thumbnail_dots
+    from app.maps.renderer.clustering import bin_points, merge
+    from app.maps.renderer.render import ThumbnailStyle, thumbnail_base, thumbnail_dots
 
     rng = np.random.default_rng(11)
     for base in (world_base(1), thumbnail_base(ThumbnailStyle())):

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import app.maps
+import app.maps.renderer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,7 +53,7 @@ shapereader.natural_earth = spy
 # Whatever was configured before, the renderer must point cartopy at its own files.
 cartopy.config["pre_existing_data_dir"] = "/nonexistent"
 
-from app.maps import render
+from app.maps.renderer import render
 
 render.warm_up()
 locations = render.LocationCounts.from_rows(
@@ -93,7 +93,7 @@ def test_renders_offline_from_vendored_files_without_any_download(tmp_path: Path
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["attempts"] == []
     assert result["png"] == ["89504e470d0a1a0a"] * 2
-    vendored = Path(app.maps.__file__).parent / "naturalearth"
+    vendored = Path(app.maps.renderer.__file__).parent / "naturalearth"
     assert result["pre_existing_data_dir"] == str(vendored)
     assert "site-packages" not in result["data_dir"]
     # Every feature at both scales, and only 110m / 50m, read from the package.
@@ -108,7 +108,9 @@ def test_renders_offline_from_vendored_files_without_any_download(tmp_path: Path
 
 
 def test_vendored_files_are_complete() -> None:
-    folder = Path(app.maps.__file__).parent / "naturalearth" / "shapefiles" / "natural_earth"
+    folder = (
+        Path(app.maps.renderer.__file__).parent / "naturalearth" / "shapefiles" / "natural_earth"
+    )
     for scale in ("110m", "50m"):
         for category, name in [
             ("physical", "land"),
@@ -120,4 +122,4 @@ def test_vendored_files_are_complete() -> None:
             for ext in ("shp", "shx", "dbf", "prj", "cpg"):
                 assert (folder / category / f"ne_{scale}_{name}.{ext}").is_file()
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert '"maps/naturalearth/**/*"' in pyproject  # shipped by a non-editable install
+    assert '"maps/renderer/naturalearth/**/*"' in pyproject  # shipped by a non-editable install

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from app.maps.basemap import THEMES, BaseMap
-from app.maps.dots import draw_clusters
-from app.maps.png_pieces import adler32_combine, pixel_words
-from app.maps.render import (
+from app.maps.renderer.basemap import THEMES, BaseMap
+from app.maps.renderer.dots import draw_clusters
+from app.maps.renderer.png_pieces import adler32_combine, pixel_words
+from app.maps.renderer.render import (
     BACKGROUNDS,
     THUMBNAIL_SIZES,
     LocationCounts,
@@ -19,8 +19,8 @@ from app.maps.render import (
     render_thumbnail,
     render_world_map,
 )
-from app.maps.spec import font, text_width, thumbnail_dots, world_dots
-from app.maps.thumbnail import (
+from app.maps.renderer.spec import font, text_width, thumbnail_dots, world_dots
+from app.maps.renderer.thumbnail import (
     KIT_AFTER_USES,
     count_layout,
     count_text,
@@ -29,7 +29,7 @@ from app.maps.thumbnail import (
     thumbnail_base,
     thumbnail_kit,
 )
-from app.maps.world import legend_layout, world_base, world_image, world_kit, world_palette
+from app.maps.renderer.world import legend_layout, world_base, world_image, world_kit, world_palette
 
 LONDON = (51.51, -0.13)
 
@@ -517,7 +517,7 @@ def test_the_renderer_version_covers_every_renderer_module() -> None:
 
     from app.maps import service
 
-    folder = Path(service.__file__).parent
+    folder = Path(service.__file__).parent / "renderer"
     seen: set[str] = set()
     todo = ["render"]
     while todo:
@@ -527,9 +527,9 @@ def test_the_renderer_version_covers_every_renderer_module() -> None:
         seen.add(name)
         for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
-                if node.module.startswith("app.maps."):
-                    todo.append(node.module.removeprefix("app.maps."))
-                elif node.module == "app.maps":
+                if node.module.startswith("app.maps.renderer."):
+                    todo.append(node.module.removeprefix("app.maps.renderer."))
+                elif node.module == "app.maps.renderer":
                     todo.extend(alias.name for alias in node.names)
     assert {f"{name}.py" for name in seen} <= set(service._RENDERER_FILES)
     version = service.renderer_version()

@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 from app.clock import utc_today
 from app.maps import repository as repo
 from app.maps import service
-from app.maps.places import place_key
 from app.maps.repository import Window, split_window
 from app.maps.service import MAP, SPANS, THUMBNAIL_KEY, Span, Style
 from app.models import LocationCount, RenderedImage, Visit
+from app.places import place_key
 from app.sites import authz
 from tests.factories import hit, make_account, make_site
 from tests.maps.helpers import LONDON, NOWHERE, PARIS, SOMEWHERE_IN_US, SYDNEY, add_visits
@@ -189,7 +189,7 @@ def test_a_new_style_redraws_only_the_thumbnail(ctx):
 
 
 def test_ranges_with_the_same_input_are_drawn_once(ctx, monkeypatch):
-    from app.maps import render
+    from app.maps.renderer import render
 
     site = make_site(ctx, make_account(ctx))
     add_visits(ctx, site, utc_today(ctx.clock), LONDON, 2)  # every range: the same visits

@@ -8,6 +8,10 @@ that numpy decodes at once. No table of places is needed: the key *is* the place
 Layout, high to low bits: latitude in 1e-4 degrees + 900,000 (21 bits), longitude in
 1e-4 degrees + 1,800,000 (22 bits), accuracy in km capped at 32,767 (15 bits; 0 means
 unknown). GeoIP coordinates have four decimals, so nothing is lost (1e-4° ≈ 11 m).
+
+The counter writes these keys (``app.ingest.repository``) and the maps read them
+(``app.maps.repository``): the encoding lives here, in neither, so that neither feature
+imports the other for it.
 """
 
 from __future__ import annotations

@@ -2,12 +2,13 @@
 
 matplotlib + cartopy are slow (50m outlines cost ~3 s to project) but only draw what
 never changes: ocean, land, lakes, country borders and coastlines from the Natural
-Earth files vendored in ``app/maps/naturalearth/`` (110m for thumbnails, 50m for the
-large map; every feature has an explicit scale, so cartopy never picks 10m and never
-downloads). Each :class:`BaseMap` is rendered once per process and cached in memory
-with the affine that maps Robinson coordinates to pixels; the per-site dots are drawn
-later on a copy (``app.maps.render``) and points are projected with one vectorised
-pyproj call — the world is never re-projected per site.
+Earth files vendored in ``app/maps/renderer/naturalearth/`` (110m for thumbnails, 50m
+for the large map; every feature has an explicit scale, so cartopy never picks 10m and
+never downloads; ``natural_earth`` reads, projects and draws them). Each
+:class:`BaseMap` is rendered once per process and cached in memory with the affine that
+maps Robinson coordinates to pixels; the per-site dots are drawn later on a copy
+(``app.maps.renderer.render``) and points are projected with one vectorised pyproj call
+— the world is never re-projected per site.
 
 View: Robinson (``+proj=robin +a=6378137``, cartopy's ``Robinson()``), full longitude
 range, latitudes from :data:`SOUTH_LAT` (-60°, Antarctica is cut off) to the North Pole.
@@ -17,29 +18,17 @@ The map sits centred in the image above an optional ``band`` of pixels at the bo
 
 from __future__ import annotations
 
-import tempfile
 import threading
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
-from app.maps.clustering import Cells, bin_points, cell_sums
+from app.maps.renderer.clustering import Cells, bin_points, cell_sums
+from app.maps.renderer.natural_earth import Layer, draw_outlines, robinson
 
-if TYPE_CHECKING:
-    from pyproj import Transformer
-    from shapely.geometry.base import BaseGeometry
-
-DATA_DIR = Path(__file__).parent / "naturalearth"
-"""Folder holding ``shapefiles/natural_earth/{physical,cultural}/`` (cartopy's layout)."""
-CARTOPY_CACHE_DIR = Path(tempfile.gettempdir()) / "hitmap-cartopy"
-"""cartopy's writable ``data_dir``: never site-packages. Nothing is downloaded into it."""
-
-ROBINSON_PROJ4 = "+proj=robin +lon_0=0 +a=6378137 +no_defs"
-"""The same CRS as ``cartopy.crs.Robinson()``."""
 SOUTH_LAT = -60.0
 NORTH_LAT = 90.0
 ROBINSON_HALF_WIDTH = 17005833.33052523  # x of lon ±180 at the equator, metres
@@ -293,14 +282,6 @@ def _tables(base: BaseMap) -> tuple[float, np.ndarray, np.ndarray]:
     return found
 
 
-@cache
-def robinson() -> Transformer:
-    """lon/lat (degrees, WGS84) → Robinson metres, vectorised."""
-    from pyproj import Transformer
-
-    return Transformer.from_crs("EPSG:4326", ROBINSON_PROJ4, always_xy=True)
-
-
 _lock = threading.Lock()
 _cache: dict[BaseMapSpec, BaseMap] = {}
 
@@ -316,26 +297,6 @@ def get_base_map(spec: BaseMapSpec) -> BaseMap:
             found = _render(spec)
             _cache[spec] = found
         return found
-
-
-def clear_cache() -> None:
-    """Forget every rendered base map and projected feature (tests use it to prove
-    rendering from the files)."""
-    with _lock:
-        _cache.clear()
-        _tables_cache.clear()
-        _cell_tables_cache.clear()
-        _pixels_cache.clear()
-        projected_features.cache_clear()
-
-
-def configure_cartopy() -> None:
-    """Point cartopy at the vendored Natural Earth files; keep its writable dir out of
-    site-packages. Idempotent; called before every base map render."""
-    import cartopy
-
-    cartopy.config["pre_existing_data_dir"] = str(DATA_DIR)
-    cartopy.config["data_dir"] = str(CARTOPY_CACHE_DIR)
 
 
 def _layout(
@@ -361,92 +322,36 @@ def _layout(
     return (left, top, left + box_w, top + box_h), view
 
 
-_FEATURES = {  # name → (Natural Earth category, Natural Earth name)
-    "ocean": ("physical", "ocean"),
-    "land": ("physical", "land"),
-    "lakes": ("physical", "lakes"),
-    "borders": ("cultural", "admin_0_boundary_lines_land"),
-    "coastline": ("physical", "coastline"),
-}
-
-
-@cache
-def projected_features(scale: str) -> dict[str, tuple[BaseGeometry, ...]]:
-    """The Natural Earth geometries at ``scale``, projected to Robinson once per process.
-
-    cartopy reads the vendored shapefiles (``NaturalEarthFeature`` → ``natural_earth()``,
-    which would call the downloader only for a missing file). Projection is one
-    vectorised pyproj call per feature instead of cartopy's per-geometry projection
-    (15-30 s for 50m). This is exact here because Natural Earth splits every geometry at
-    the antimeridian; long edges (the ocean's ±180° sides) are first segmentized to 1°
-    so they follow Robinson's curved outline.
-    """
-    if scale not in ("110m", "50m"):
-        raise ValueError(f"only the vendored 110m and 50m scales exist, not {scale!r}")
-    configure_cartopy()
-    import cartopy.feature as cfeature
-    import shapely
-
-    rob = robinson()
-
-    def to_robinson(coords: np.ndarray) -> np.ndarray:
-        # Natural Earth has vertices a hair past ±180° (180.00000044): PROJ would wrap
-        # them to the opposite edge and draw a line across the map.
-        lon = np.clip(coords[:, 0], -180.0, 180.0)
-        lat = np.clip(coords[:, 1], -90.0, 90.0)
-        x, y = rob.transform(lon, lat)
-        return np.column_stack([x, y])
-
-    out: dict[str, tuple[BaseGeometry, ...]] = {}
-    for name, (category, ne_name) in _FEATURES.items():
-        geoms = np.array(
-            list(cfeature.NaturalEarthFeature(category, ne_name, scale).geometries()),
-            dtype=object,
-        )
-        projected = shapely.transform(shapely.segmentize(geoms, 1.0), to_robinson)
-        out[name] = tuple(projected.tolist())
-    return out
-
-
 def _render(spec: BaseMapSpec) -> BaseMap:
-    configure_cartopy()
-    import cartopy.crs as ccrs
-    import cartopy.feature as cfeature
-    from cartopy.mpl.geoaxes import GeoAxes
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     theme = THEMES[spec.background]
     box, view = _layout(spec)
-    left, top, right, bottom = box
-    dpi = 100.0
-    fig = Figure(figsize=(spec.width / dpi, spec.height / dpi), dpi=dpi)
-    r, g, b, a = (c / 255 for c in theme.frame)
-    fig.patch.set_facecolor((r, g, b, a))
-    canvas = FigureCanvasAgg(fig)
-    ax = fig.add_axes(
-        (
-            left / spec.width,
-            1 - bottom / spec.height,
-            (right - left) / spec.width,
-            (bottom - top) / spec.height,
-        ),
-        projection=ccrs.Robinson(),
+    rgba, to_display = draw_outlines(
+        (spec.width, spec.height), theme.frame, box, view, spec.ne_scale, _layers(spec, theme)
     )
-    assert isinstance(ax, GeoAxes)
-    ax.set_aspect("auto")  # the view already has the box's ratio; never shrink the box
-    ax.set_xlim(view[0], view[1])
-    ax.set_ylim(view[2], view[3])
-    ax.patch.set_visible(False)
-    ax.spines["geo"].set_visible(False)
+    if rgba.shape[:2] != (spec.height, spec.width):
+        raise RuntimeError(f"matplotlib drew {rgba.shape[1]}x{rgba.shape[0]}, not {spec}")
+    image = Image.fromarray(np.array(rgba, dtype=np.uint8), "RGBA")
+    base = BaseMap(spec=spec, image=image, box=box, view=view)
+    # Self-check: our affine must be the one matplotlib drew with, or dots drift.
+    probe = np.array([[view[0], view[2]], [view[1], view[3]], [0.0, 0.0]])
+    display = to_display(probe)
+    ours_x, ours_y = base.xy_to_pixels(probe[:, 0], probe[:, 1])
+    err = max(
+        np.abs(display[:, 0] - ours_x).max(), np.abs(spec.height - display[:, 1] - ours_y).max()
+    )
+    if err > 0.01:
+        raise RuntimeError(f"base map affine is {err:.3f} px off matplotlib's for {spec}")
+    return base
 
-    features = projected_features(spec.ne_scale)
-    rob = ccrs.Robinson()
-    px = 72.0 / dpi  # one pixel in points
+
+def _layers(spec: BaseMapSpec, theme: Theme) -> list[Layer]:
+    """What the base map shows, bottom to top, in the theme's colours; line widths grow
+    with the image (the large map at 2x draws them twice as wide)."""
+    px = 72.0 / 100.0  # one pixel in points at the figure's 100 dpi
     ppi = spec.width / (1200.0 if spec.kind == "world" else 320.0)  # line width factor
     coast_w = (0.55 if spec.kind == "world" else 0.45) * max(ppi, 1.0)
     border_w = (0.45 if spec.kind == "world" else 0.35) * max(ppi, 1.0)
-    layers: list[tuple[str, dict[str, object]]] = []
+    layers: list[Layer] = []
     if theme.ocean is not None:
         layers.append(("ocean", {"facecolor": theme.ocean, "edgecolor": "none"}))
     layers.append(("land", {"facecolor": theme.land, "edgecolor": "none"}))
@@ -458,22 +363,4 @@ def _render(spec: BaseMapSpec) -> BaseMap:
     layers.append(
         ("coastline", {"facecolor": "none", "edgecolor": theme.coast, "linewidth": coast_w * px})
     )
-    for zorder, (name, style) in enumerate(layers):
-        feature = cfeature.ShapelyFeature(features[name], rob)
-        ax.add_feature(feature, zorder=zorder, **style)
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())
-    if rgba.shape[:2] != (spec.height, spec.width):
-        raise RuntimeError(f"matplotlib drew {rgba.shape[1]}x{rgba.shape[0]}, not {spec}")
-    image = Image.fromarray(np.array(rgba, dtype=np.uint8), "RGBA")
-    base = BaseMap(spec=spec, image=image, box=box, view=view)
-    # Self-check: our affine must be the one matplotlib drew with, or dots drift.
-    probe = np.array([[view[0], view[2]], [view[1], view[3]], [0.0, 0.0]])
-    display = ax.transData.transform(probe)
-    ours_x, ours_y = base.xy_to_pixels(probe[:, 0], probe[:, 1])
-    err = max(
-        np.abs(display[:, 0] - ours_x).max(), np.abs(spec.height - display[:, 1] - ours_y).max()
-    )
-    if err > 0.01:
-        raise RuntimeError(f"base map affine is {err:.3f} px off matplotlib's for {spec}")
-    return base
+    return layers

@@ -4,28 +4,28 @@ Pure functions: no database, no HTTP. The caller passes what the database query
 returns, one row per distinct (lat, lon, accuracy) with its visit count
 (:class:`LocationCounts`). Each render:
 
-1. takes the cached base map for its look and size (``app.maps.basemap``: matplotlib +
+1. takes the cached base map for its look and size (``app.maps.renderer.basemap``: matplotlib +
    cartopy drew it once per process, together with its Robinson → pixel affine);
 2. splits off approximate locations (country centroids, accuracy ≥ 500 km), projects
    the rest and sums them into cells of the clustering grid in one pass
    (``BaseMap.bin``: a per-latitude Robinson table with the affine and the cell size
-   folded in), then clusters the cells in pixel space (``app.maps.clustering``);
-3. draws anti-aliased dots on a copy of the base pixels (``app.maps.dots``): the
+   folded in), then clusters the cells in pixel space (``app.maps.renderer.clustering``);
+3. draws anti-aliased dots on a copy of the base pixels (``app.maps.renderer.dots``): the
    coverage of every disc and outline is computed analytically per pixel in numpy, for
    all dots of a size class in one broadcast (no supersampling, no per-dot drawing
-   call), and composited ("over") only where there is ink (``app.maps.ink``) — big
+   call), and composited ("over") only where there is ink (``app.maps.renderer.ink``) — big
    dots first, smaller ones on top;
 4. adds the count band or the legend (shapes the same way, text with Pillow's bundled
    font; the large map's legend band is drawn once per look and process);
-5. writes an 8-bit palette PNG itself (``app.maps.png_pieces``): a fixed palette per
+5. writes an 8-bit palette PNG itself (``app.maps.renderer.png_pieces``): a fixed palette per
    style or scale (made once from a training render), the base map's indices and
    compressed scanlines made once, and per image only the pixels the dots touched
    re-indexed and, on the large map, only the 32-row strips holding them
-   re-compressed (the kits in ``app.maps.world`` and ``app.maps.thumbnail``).
+   re-compressed (the kits in ``app.maps.renderer.world`` and ``app.maps.renderer.thumbnail``).
 
 Dot sizes are discrete classes on a log scale — 1–9, 10–99, 100–999, 1,000–9,999,
 10,000–99,999, 100,000+ visits — so the legend shows exactly the radii drawn (the
-same code draws both; ``app.maps.spec``).
+same code draws both; ``app.maps.renderer.spec``).
 
 This module is the renderer's public face; callers import from here.
 """
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.maps.spec import (
+from app.maps.renderer.spec import (
     BACKGROUNDS,
     THUMBNAIL_SIZES,
     WORLD_SCALES,
@@ -42,8 +42,13 @@ from app.maps.spec import (
     ThumbnailStyle,
     thumbnail_dots,
 )
-from app.maps.thumbnail import count_layout, render_thumbnail, thumbnail_base, thumbnail_kit
-from app.maps.world import render_world_map, world_base, world_kit
+from app.maps.renderer.thumbnail import (
+    count_layout,
+    render_thumbnail,
+    thumbnail_base,
+    thumbnail_kit,
+)
+from app.maps.renderer.world import render_world_map, world_base, world_kit
 
 __all__ = [
     "BACKGROUNDS",

@@ -1,6 +1,6 @@
 """Visits as dots: project, split off approximate locations, cluster, paint.
 
-Precise locations are binned and clustered in pixel space (``app.maps.clustering``)
+Precise locations are binned and clustered in pixel space (``app.maps.renderer.clustering``)
 and drawn as discs sized by class, big ones first; approximate ones (country
 centroids) as faint ellipses the size of their uncertainty.
 """
@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.maps.basemap import BaseMap, BaseMapSpec
-from app.maps.clustering import Clusters, approximate_mask, merge
-from app.maps.ink import Ink, colour_rgb, disc_ink, ellipse_ink, paint, union
-from app.maps.spec import (
+from app.maps.renderer.basemap import BaseMap, BaseMapSpec
+from app.maps.renderer.clustering import Clusters, approximate_mask, merge
+from app.maps.renderer.ink import Ink, colour_rgb, disc_ink, ellipse_ink, paint, union
+from app.maps.renderer.spec import (
     APPROX_FILL_MAX,
     APPROX_FILL_MIN,
     APPROX_RING_ALPHA,

@@ -16,11 +16,18 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from app.maps.basemap import THEMES, BaseMap, BaseMapSpec, Theme, get_base_map
-from app.maps.dots import draw_clusters, draw_dots
-from app.maps.ink import colour_rgb, ellipse_ink, paint
-from app.maps.png_pieces import Palette, Piece, deflate, deflate_small, indexed_png, pixel_words
-from app.maps.spec import (
+from app.maps.renderer.basemap import THEMES, BaseMap, BaseMapSpec, Theme, get_base_map
+from app.maps.renderer.dots import draw_clusters, draw_dots
+from app.maps.renderer.ink import colour_rgb, ellipse_ink, paint
+from app.maps.renderer.png_pieces import (
+    Palette,
+    Piece,
+    deflate,
+    deflate_small,
+    indexed_png,
+    pixel_words,
+)
+from app.maps.renderer.spec import (
     APPROX_LEGEND_FILL,
     APPROX_RING_ALPHA,
     APPROX_SAMPLE,

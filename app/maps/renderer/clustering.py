@@ -180,19 +180,31 @@ def merge(cells: Cells, radius: float, grow: Callable[[np.ndarray], np.ndarray] 
     """Steps 2 and 3: the greedy rule over the cells of :func:`bin_points` (side
     ``radius / 2``), then the weighted centroids of the clusters."""
     n = cells.weight.size
-    cx, cy, cw = cells.x, cells.y, cells.weight
-    cweight = cw.round().astype(np.int64)  # exact: integer sums below 2**53
+    cweight = cells.weight.round().astype(np.int64)  # exact: integer sums below 2**53
     if n <= 1:
-        return Clusters(cx, cy, cweight)
-    cell = radius / 2.0
+        return Clusters(cells.x, cells.y, cweight)
     claim = np.full(n, float(radius))
     if grow is not None:
         claim = np.maximum(claim, np.asarray(grow(cweight), dtype=np.float64))
-    reach = int(np.ceil(claim.max() / cell))
+    # Strength: heavier first, then top-to-bottom, left-to-right (deterministic). Only
+    # a stronger cell can claim a weaker one (the weaker is decided first).
+    order = np.lexsort((cells.x, cells.y, -cweight))
+    rank = np.empty(n, dtype=np.intp)
+    rank[order] = np.arange(n)
+    pi, pj, rj = _claims(cells, radius / 2.0, claim, rank)
+    label, is_seed = _greedy(n, order, pi, pj, rj)
+    return _centroids(cells, cweight, label, is_seed)
 
-    # Candidate pairs (i, j) with j able to claim i, from neighbour cells: the cells
-    # sharing one claim radius look up, in one broadcast, every cell offset whose
-    # nearest point is within that radius.
+
+def _claims(
+    cells: Cells, cell: float, claim: np.ndarray, rank: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs (i, j) with j able to claim i, and j's rank, from neighbour cells:
+    the cells sharing one claim radius look up, in one broadcast, every cell offset whose
+    nearest point is within that radius."""
+    n = cells.weight.size
+    cx, cy = cells.x, cells.y
+    reach = int(np.ceil(claim.max() / cell))
     ox = cells.gx - cells.gx.min()
     oy = cells.gy - cells.gy.min()
     pad = reach
@@ -202,11 +214,6 @@ def merge(cells: Cells, radius: float, grow: Callable[[np.ndarray], np.ndarray] 
     dense[at] = np.arange(n)
     odx, ody, gap = _offsets(reach)
     shift = ody * stride + odx
-    # Strength: heavier first, then top-to-bottom, left-to-right (deterministic). Only
-    # a stronger cell can claim a weaker one (the weaker is decided first).
-    order = np.lexsort((cx, cy, -cweight))
-    rank = np.empty(n, dtype=np.intp)
-    rank[order] = np.arange(n)
     useful = gap * cell <= claim.max()
     if n * int(useful.sum()) <= 500_000:
         # Small: one broadcast over half the offsets (each neighbour pair once), the
@@ -220,29 +227,34 @@ def merge(cells: Cells, radius: float, grow: Callable[[np.ndarray], np.ndarray] 
         pi = np.where(a_first, b, a)
         near = (cx[a] - cx[b]) ** 2 + (cy[a] - cy[b]) ** 2 <= claim[pj] ** 2
         pi, pj = pi[near], pj[near]
-        rj = rank[pj]
-    else:  # large: cells grouped by claim radius, each with only the offsets it reaches
-        claims, group = np.unique(claim, return_inverse=True)
-        src: list[np.ndarray] = []
-        dst: list[np.ndarray] = []
-        for g, c in enumerate(claims):
-            j = np.flatnonzero(group == g)
-            i = dense[at[j][:, None] + shift[gap * cell <= c][None, :]]  # (cells, offsets)
-            ok = i >= 0
-            jj = np.broadcast_to(j[:, None], i.shape)[ok]
-            i = i[ok]
-            near = (cx[i] - cx[jj]) ** 2 + (cy[i] - cy[jj]) ** 2 <= claim[jj] ** 2
-            src.append(i[near])
-            dst.append(jj[near])
-        pi = np.concatenate(src)
-        pj = np.concatenate(dst)
-        rj = rank[pj]
-        stronger = rj < rank[pi]
-        pi, pj, rj = pi[stronger], pj[stronger], rj[stronger]
+        return pi, pj, rank[pj]
+    # Large: cells grouped by claim radius, each with only the offsets it reaches.
+    claims, group = np.unique(claim, return_inverse=True)
+    src: list[np.ndarray] = []
+    dst: list[np.ndarray] = []
+    for g, c in enumerate(claims):
+        j = np.flatnonzero(group == g)
+        i = dense[at[j][:, None] + shift[gap * cell <= c][None, :]]  # (cells, offsets)
+        ok = i >= 0
+        jj = np.broadcast_to(j[:, None], i.shape)[ok]
+        i = i[ok]
+        near = (cx[i] - cx[jj]) ** 2 + (cy[i] - cy[jj]) ** 2 <= claim[jj] ** 2
+        src.append(i[near])
+        dst.append(jj[near])
+    pi = np.concatenate(src)
+    pj = np.concatenate(dst)
+    rj = rank[pj]
+    stronger = rj < rank[pi]
+    return pi[stronger], pj[stronger], rj[stronger]
 
-    # 2. Parallel rounds of the sequential greedy rule. A cell is decided once every
-    # stronger cell that could claim it is: its strongest claimer that is not taken
-    # by another seed (a seed or undecided) is then its seed; with none, it is a seed.
+
+def _greedy(
+    n: int, order: np.ndarray, pi: np.ndarray, pj: np.ndarray, rj: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's seed (``label``) and which cells are seeds, by parallel rounds of the
+    sequential greedy rule. A cell is decided once every stronger cell that could claim
+    it is: its strongest claimer that is not taken by another seed (a seed or undecided)
+    is then its seed; with none, it is a seed."""
     label = np.full(n, -1, dtype=np.intp)
     undecided = np.ones(n, dtype=bool)
     is_seed = np.zeros(n, dtype=bool)
@@ -261,12 +273,18 @@ def merge(cells: Cells, radius: float, grow: Callable[[np.ndarray], np.ndarray] 
         label[taken] = claimer[is_seed[claimer]]
         undecided[taken] = False
         if taken.size == found.size:
-            break
+            return label, is_seed
         # Drop pairs that no longer matter: decided cells, claimers taken by a seed.
         still = undecided[pi] & (undecided[pj] | is_seed[pj])
         pi, pj, rj = pi[still], pj[still], rj[still]
 
-    # 3. Weighted centroids of each cluster (clusters numbered by their seed's index).
+
+def _centroids(
+    cells: Cells, cweight: np.ndarray, label: np.ndarray, is_seed: np.ndarray
+) -> Clusters:
+    """Weighted centroids of each cluster (clusters numbered by their seed's index),
+    heaviest first."""
+    cx, cy, cw = cells.x, cells.y, cells.weight
     inverse = (np.cumsum(is_seed) - 1)[label]
     m = int(is_seed.sum())
     tw = np.bincount(inverse, weights=cw, minlength=m)

@@ -16,11 +16,11 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from app.maps.basemap import THEMES, BaseMap, BaseMapSpec, get_base_map
-from app.maps.dots import draw_clusters
-from app.maps.ink import Ink, capsule_ink, colour_rgb, disc_ink, paint
-from app.maps.png_pieces import Palette, deflate, indexed_png, pixel_words
-from app.maps.spec import (
+from app.maps.renderer.basemap import THEMES, BaseMap, BaseMapSpec, get_base_map
+from app.maps.renderer.dots import draw_clusters
+from app.maps.renderer.ink import Ink, capsule_ink, colour_rgb, disc_ink, paint
+from app.maps.renderer.png_pieces import Palette, deflate, indexed_png, pixel_words
+from app.maps.renderer.spec import (
     DEFAULT_DOT_COLOUR,
     THUMBNAIL_SIZES,
     LocationCounts,
