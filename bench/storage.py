@@ -9,7 +9,7 @@ dropped at the end, also on failure or Ctrl-C) and a temporary SQLite file are
 migrated with the project's migrations (app/migrate.py); sites are created through
 the services. Then the same data goes into both through the production code:
 
-* visits: ``app.ingest.repository.insert_visits`` in batches of ``--batch``, one
+* visits: ``app.capture.repository.insert_visits`` in batches of ``--batch``, one
   transaction each, day after day with all sites interleaved, as the counter's writer
   sends them (on PostgreSQL that function runs the writer's very statement,
   ``_VISITS_BATCH_SQL``, which also upserts ``daily_country_counts`` and the day,
@@ -57,11 +57,11 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import Engine, text  # noqa: E402
 
 from app.accounts import service as accounts  # noqa: E402
+from app.capture import repository as ingest  # noqa: E402
 from app.clock import FixedClock  # noqa: E402
 from app.db import Database  # noqa: E402
 from app.heatmaps import repository as heatmaps  # noqa: E402
 from app.heatmaps.schemas import Click, bucket_for  # noqa: E402
-from app.ingest import repository as ingest  # noqa: E402
 from app.ingest.geoip import GeoLocator, Location  # noqa: E402
 from app.ingest.salts import visitor_hash  # noqa: E402
 from app.migrate import upgrade  # noqa: E402

@@ -17,19 +17,19 @@ from typing import Any, Protocol
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app.capture import repository as capture_repository
+from app.capture.cache import RefreshingCache
+from app.capture.outage import TRANSIENT
+from app.capture.repository import DropKey
+from app.capture.writer import HitWriter
 from app.clock import Clock
 from app.db import Database
 from app.heatmaps import repository, validation
 from app.heatmaps.budgets import BeaconLimits, ClickBudgets, within_budgets
 from app.heatmaps.schemas import Click, RecordingOptions
 from app.heatmaps.validation import Beacon, SiteEntry, Verdict
-from app.ingest import repository as ingest_repository
-from app.ingest.cache import RefreshingCache
-from app.ingest.outage import TRANSIENT
 from app.ingest.pipeline import IPNetwork
-from app.ingest.repository import DropKey
 from app.ingest.service import SITE_CACHE_SECONDS
-from app.ingest.writer import HitWriter
 from app.ops import metrics
 from app.settings import WidthBucket
 from app.sites.scope import SiteScope
@@ -206,9 +206,9 @@ class BeaconService:
         page_key = (scope.site_id, beacon.path)
         page_note = (beacon.page_origin, day)
         with self.db.session() as session:
-            if not ingest_repository.sites_still_keyed(session, [scope]):
+            if not capture_repository.sites_still_keyed(session, [scope]):
                 return False  # deleted since it was looked up: the batch lands nowhere
-            ingest_repository.claim_spool_record(session, record_id, self.clock.now())
+            capture_repository.claim_spool_record(session, record_id, self.clock.now())
             repository.insert_clicks(session, scope, day, beacon.path, beacon.clicks)
             if self._pages.get(page_key) != page_note:
                 repository.note_page(session, scope, beacon.path, beacon.page_origin, day)

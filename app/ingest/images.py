@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.capture.cache import RefreshingCache
 from app.db import Database
 from app.ingest import repository
-from app.ingest.cache import RefreshingCache
 from app.ingest.counter_image import NEUTRAL_PNG, etag_for, render_total
 from app.maps import repository as maps_repository
 from app.maps.kinds import THUMBNAIL_KEY

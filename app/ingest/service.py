@@ -23,20 +23,21 @@ from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.capture import repository
+from app.capture.cache import RefreshingCache
+from app.capture.repository import DropKey, NewVisit
+from app.capture.spool import Spool
+from app.capture.writer import Ack, HitWriter
 from app.clock import Clock
 from app.db import Database
 from app.errors import NotFound
-from app.ingest import pipeline, repository
+from app.ingest import pipeline
 from app.ingest.budgets import Backlog, LoopLag, TokenBuckets
-from app.ingest.cache import RefreshingCache
 from app.ingest.directory import KEPT_CHANGES, POLL_SECONDS, SiteChanges
 from app.ingest.geoip import GeoLocator
 from app.ingest.images import NEUTRAL, CounterImage, CounterImages
 from app.ingest.pipeline import DropReason, Hit, IPNetwork
-from app.ingest.repository import DropKey, NewVisit
 from app.ingest.salts import SaltKeeper
-from app.ingest.spool import Spool
-from app.ingest.writer import Ack, HitWriter
 from app.ops import metrics
 from app.sites import authz
 from app.sites import repository as sites_repository

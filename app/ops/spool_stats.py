@@ -17,7 +17,7 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from app.ingest.spool import HEADER, MAX_RECORD
+from app.capture.spool import HEADER, MAX_RECORD
 
 
 @dataclass(frozen=True, slots=True)

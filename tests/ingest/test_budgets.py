@@ -118,7 +118,7 @@ def test_an_overloaded_process_sheds_with_a_counted_reason(ctx, client):
 
 
 def test_a_flood_of_unknown_keys_does_not_evict_known_sites():
-    from app.ingest.cache import RefreshingCache
+    from app.capture.cache import RefreshingCache
 
     cache: RefreshingCache[str, str | None] = RefreshingCache(
         lambda key: None, ttl=60, name="site", max_entries=100

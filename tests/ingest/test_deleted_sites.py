@@ -15,10 +15,10 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 
+from app.capture.repository import DropKey, NewVisit
+from app.capture.spool import Spool
+from app.capture.writer import Ack, HitWriter
 from app.heatmaps import repository as heatmaps_repository
-from app.ingest.repository import DropKey, NewVisit
-from app.ingest.spool import Spool
-from app.ingest.writer import Ack, HitWriter
 from app.models import Account, DroppedHits, HeatmapClick, Site, Visit
 from app.sites import service as sites_service
 from tests.conftest import START

@@ -36,7 +36,7 @@ def test_write_failure_spools_the_hit_and_replays_it_once(ctx, client, monkeypat
 
     from sqlalchemy.exc import OperationalError
 
-    from app.ingest import repository
+    from app.capture import repository
 
     real = repository.insert_visits
 
@@ -78,7 +78,7 @@ def test_spooled_hits_never_count_for_another_site_that_got_the_same_id(ctx, cli
     from sqlalchemy import text
     from sqlalchemy.exc import OperationalError
 
-    from app.ingest import repository
+    from app.capture import repository
 
     first = make_site(ctx, make_account(ctx))
     other = make_site(ctx, make_account(ctx), domain="other.example.org")

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from app.ingest.spool import HEADER, Spool
+from app.capture.spool import HEADER, Spool
 
 
 def _collect(spool: Spool):

@@ -11,14 +11,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from app.capture import repository
+from app.capture.repository import DropKey, NewVisit
+from app.capture.spool import Spool
+from app.capture.writer import Ack, HitWriter
 from app.clock import FixedClock
 from app.context import build_context
 from app.db import Database, make_engine
-from app.ingest import repository
 from app.ingest.geoip import Location
-from app.ingest.repository import DropKey, NewVisit
-from app.ingest.spool import Spool
-from app.ingest.writer import Ack, HitWriter
 from app.migrate import upgrade
 from app.models import DailyCountryCount, DroppedHits, LocationCount, Visit
 from app.sites import service as sites_service
@@ -137,7 +137,7 @@ def _submit_queued(writer: HitWriter, visit: NewVisit) -> concurrent.futures.Fut
 
 
 def writer_item(visit, waiter):
-    from app.ingest.writer import Pending
+    from app.capture.writer import Pending
 
     return Pending(visit, waiter)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
+from app.capture import repository as ingest_repo
 from app.context import AppContext
-from app.ingest import repository as ingest_repo
 from app.ingest.geoip import Location
 from app.sites.scope import SiteScope
 

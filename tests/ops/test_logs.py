@@ -9,8 +9,8 @@ import logging
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from app.capture import repository
 from app.heatmaps import repository as heatmap_repository
-from app.ingest import repository
 from app.ops.logs import JsonFormatter, configure_logging
 from app.settings import SettingsError, load_settings
 from tests.factories import hit, make_account, make_site

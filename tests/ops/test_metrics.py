@@ -6,8 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
+from app.capture import repository
 from app.context import build_context
-from app.ingest import repository
 from app.ingest.pipeline import DropReason
 from app.main import create_app
 from app.ops import metrics

@@ -38,12 +38,12 @@ from enum import StrEnum
 
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
+from app.capture import repository
+from app.capture.outage import TRANSIENT, Outage
+from app.capture.repository import DropKey, Inserted, NewVisit, VisitKey
+from app.capture.spool import Spool
 from app.clock import Clock
 from app.db import Database
-from app.ingest import repository
-from app.ingest.outage import TRANSIENT, Outage
-from app.ingest.repository import DropKey, Inserted, NewVisit, VisitKey
-from app.ingest.spool import Spool
 from app.ops import metrics
 
 log = logging.getLogger("hitmap.ingest")
@@ -214,7 +214,7 @@ class HitWriter:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self.wake_event = asyncio.Event()
-        from app.ingest.loop_writer import LoopWriter  # it builds on this module
+        from app.capture.loop_writer import LoopWriter  # it builds on this module
 
         self._task = self._loop.create_task(LoopWriter(self, conninfo).run())
         thread = threading.Thread(

@@ -2,7 +2,7 @@
 
 ``Outage`` keeps the back-off state (after a failed write, writers go straight to
 the spool for a moment instead of waiting on a dead connection), appends batches
-to the fsynced :class:`~app.ingest.spool.Spool`, and replays them from a thread
+to the fsynced :class:`~app.capture.spool.Spool`, and replays them from a thread
 once the database answers. Each replayed record claims its id in the same
 transaction that writes it, so a crash between that commit and the deletion of
 the segment cannot apply it twice.
@@ -27,12 +27,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
+from app.capture import repository
+from app.capture.repository import DropKey, Inserted, NewVisit
+from app.capture.spool import Spool, SpoolRecord
 from app.clock import Clock
 from app.db import Database
-from app.ingest import repository
 from app.ingest.geoip import Location
-from app.ingest.repository import DropKey, Inserted, NewVisit
-from app.ingest.spool import Spool, SpoolRecord
 from app.ops import metrics
 from app.sites import authz
 from app.sites.scope import SiteScope

@@ -4,7 +4,7 @@ A writer *thread* had to win the GIL back from the busy event loop after every
 round trip, which made each batch several times slower than its SQL; here the
 batch is one statement on an async psycopg connection (autocommit: one round
 trip), and waiters on the same loop are settled directly. The queue, the
-bookkeeping and the outage handling are :class:`~app.ingest.writer.HitWriter`'s.
+bookkeeping and the outage handling are :class:`~app.capture.writer.HitWriter`'s.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 
-from app.ingest import repository
-from app.ingest.repository import DropKey, Inserted, NewVisit
-from app.ingest.writer import HitWriter, Pending, claim_id
+from app.capture import repository
+from app.capture.repository import DropKey, Inserted, NewVisit
+from app.capture.writer import HitWriter, Pending, claim_id
 
 log = logging.getLogger("hitmap.ingest")
 
