@@ -3,8 +3,9 @@
 A writer *thread* had to win the GIL back from the busy event loop after every
 round trip, which made each batch several times slower than its SQL; here the
 batch is one statement on an async psycopg connection (autocommit: one round
-trip), and waiters on the same loop are settled directly. The queue, the
-bookkeeping and the outage handling are :class:`~app.capture.writer.HitWriter`'s.
+trip), and waiters on the same loop are settled directly. The queue and the
+bookkeeping are :class:`~app.capture.writer.HitWriter`'s, what a batch goes
+through is :func:`~app.capture.batches.write_batch`.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ import asyncio
 import logging
 from collections import Counter
 from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import AsyncConnection
 
 from app.capture import repository
+from app.capture.batches import Commit, Failed, Failure, Pending, write_batch
 from app.capture.repository import DropKey, Inserted, NewVisit
-from app.capture.writer import HitWriter, Pending, claim_id
+
+if TYPE_CHECKING:  # the writer owns this transport; only its type is needed here
+    from app.capture.writer import HitWriter
 
 log = logging.getLogger("hitmap.ingest")
 
@@ -60,45 +64,38 @@ class LoopWriter:
                 self._aconn = None
 
     async def _write(self, batch: list[Pending], drops: Counter[DropKey]) -> None:
+        """The batch's state machine (``batches.write_batch``), carried out on the loop."""
         w = self.writer
         loop = asyncio.get_running_loop()
+        steps = write_batch(w, batch, drops)
         try:
-            if w.outage.down:
-                await loop.run_in_executor(w.spooler, w.spool_batch, batch, drops)
-                return
-            visits = [p.visit for p in batch]
-            claim = claim_id(drops)
-            try:
-                # Past the deadline the batch goes to disk: the answer must not wait on a
-                # database that hangs (a replayed visit cannot count twice).
-                inserted = await asyncio.wait_for(
-                    self._commit(visits, drops, claim), COMMIT_DEADLINE_SECONDS
-                )
-            except (psycopg.IntegrityError, psycopg.DataError):
-                if len(batch) + len(drops) > 1:  # one bad hit must not take its batch with it
-                    for item in batch:
-                        w.claim_again(1)
-                        await self._write([item], Counter())
-                    for key, hits in drops.items():
-                        await self._write([], Counter({key: hits}))
-                else:
-                    log.exception("a hit could not be written and was dropped")
-                    w.lose(batch)
-                return
-            except (psycopg.Error, TimeoutError) as exc:
-                # Unreachable, read-only, missing grants, too slow: the database, not the hit.
-                log.warning(
-                    "database unavailable (%s); spooling a batch of %d hits",
-                    type(exc).__name__,
-                    len(batch),
-                    extra={"event": "database_unavailable", "hits": len(batch)},
-                )
-                w.outage.mark_down()
-                await loop.run_in_executor(w.spooler, w.spool_batch, batch, drops, claim)
-                return
-            w.committed(batch, inserted)
+            step = next(steps)
+            while True:
+                if isinstance(step, Commit):
+                    step = steps.send(await self._try_commit(step))
+                else:  # fsyncs run on the spool's thread, never on the serving loop
+                    await loop.run_in_executor(
+                        w.spooler, w.spool_batch, step.batch, step.drops, step.claim
+                    )
+                    step = steps.send(None)
+        except StopIteration:
+            pass
         finally:
-            w.finished(len(batch))
+            steps.close()
+
+    async def _try_commit(self, step: Commit) -> Inserted | Failed:
+        try:
+            # Past the deadline the batch goes to disk: the answer must not wait on a
+            # database that hangs (a replayed visit cannot count twice).
+            return await asyncio.wait_for(
+                self._commit(step.visits, step.drops, step.claim), COMMIT_DEADLINE_SECONDS
+            )
+        except (psycopg.IntegrityError, psycopg.DataError) as exc:
+            return Failed(Failure.BAD_HIT, exc)
+        except (*ASYNC_TRANSIENT, TimeoutError) as exc:
+            return Failed(Failure.UNAVAILABLE, exc)
+        except psycopg.Error as exc:  # read-only, missing grants, ...
+            return Failed(Failure.REFUSED, exc)
 
     async def _commit(
         self, visits: list[NewVisit], drops: Counter[DropKey], claim: str | None

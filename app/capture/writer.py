@@ -25,20 +25,29 @@ Other records (the heatmaps' click batches) use the same spool and replay throug
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
-import uuid
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
-from enum import StrEnum
 
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from app.capture import repository
+from app.capture.batches import (
+    Ack,
+    Commit,
+    Failed,
+    Failure,
+    Pending,
+    Waiter,
+    ack_of,
+    is_settled,
+    write_batch,
+)
+from app.capture.loop_writer import LoopWriter
 from app.capture.outage import TRANSIENT, Outage
 from app.capture.repository import DropKey, Inserted, NewVisit, VisitKey
 from app.capture.spool import Spool
@@ -51,24 +60,6 @@ log = logging.getLogger("hitmap.ingest")
 BAD_HIT = (IntegrityError, DataError)  # errors of one hit, not of the database
 KNOWN_VISITS_MAX = 300_000
 STOP_DEADLINE_SECONDS = 15.0
-
-
-class Ack(StrEnum):
-    COUNTED = "counted"  # committed, a new visit
-    REPEAT = "repeat"  # committed earlier: the same visitor today
-    SPOOLED = "spooled"  # fsynced locally; written when the database is back
-    LOST = "lost"  # neither database nor disk took it (logged)
-    GONE = "gone"  # its site was deleted since the hit was accepted: nothing to record
-    QUEUED = "queued"  # set by a caller that stopped waiting; the writer still writes it
-
-
-Waiter = asyncio.Future[Ack] | concurrent.futures.Future[Ack]
-
-
-@dataclass(slots=True)
-class Pending:
-    visit: NewVisit
-    waiter: Waiter | None
 
 
 @dataclass
@@ -214,8 +205,6 @@ class HitWriter:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self.wake_event = asyncio.Event()
-        from app.capture.loop_writer import LoopWriter  # it builds on this module
-
         self._task = self._loop.create_task(LoopWriter(self, conninfo).run())
         thread = threading.Thread(
             target=self.outage.run_replay,
@@ -238,9 +227,7 @@ class HitWriter:
         except TimeoutError:  # the database hangs: what is left goes to disk
             log.warning("database too slow at shutdown; spooling %d hits", len(self._queue))
         while self._queue or self._drops:
-            batch = self.take_batch()
-            self.spool_batch(batch, self.take_drops())
-            self._in_flight -= len(batch)
+            self._write(self.take_batch(), self.take_drops(), spool_now=True)
         self._task = None
         loop = asyncio.get_running_loop()
         for thread in self._threads:
@@ -288,43 +275,32 @@ class HitWriter:
             metrics.hits_dropped(by_reason)
         return drops
 
-    def _write(self, batch: list[Pending], drops: Counter[DropKey]) -> None:
+    def _write(
+        self, batch: list[Pending], drops: Counter[DropKey], *, spool_now: bool = False
+    ) -> None:
+        """The batch's state machine (``batches.write_batch``), carried out in this thread."""
+        steps = write_batch(self, batch, drops, spool_now=spool_now)
         try:
-            if not batch and not drops:
-                return
-            if self.outage.down:
-                self.spool_batch(batch, drops)
-                return
-            claim = claim_id(drops)
-            try:
-                inserted = self._commit_retrying([p.visit for p in batch], drops, claim)
-            except TRANSIENT:
-                log.warning(
-                    "database unavailable; spooling a batch of %d hits",
-                    len(batch),
-                    exc_info=True,
-                    extra={"event": "database_unavailable", "hits": len(batch)},
-                )
-                self.outage.mark_down()
-                self.spool_batch(batch, drops, claim)
-                return
-            except SQLAlchemyError as exc:
-                if not isinstance(exc, BAD_HIT):  # read-only, grants, ...: the database
-                    log.warning("database refused a batch (%s); spooling it", type(exc).__name__)
-                    self.outage.mark_down()
-                    self.spool_batch(batch, drops)
-                    return
-                # A site deleted meanwhile (foreign key) or a value out of range.
-                # Retry one by one so one bad hit cannot take its whole batch with it.
-                if len(batch) + len(drops) > 1:
-                    self._write_one_by_one(batch, drops)
+            step = next(steps)
+            while True:
+                if isinstance(step, Commit):
+                    step = steps.send(self._try_commit(step))
                 else:
-                    log.exception("a hit could not be written and was dropped")
-                    self.lose(batch)
-                return
-            self.committed(batch, inserted)
+                    self.spool_batch(step.batch, step.drops, step.claim)
+                    step = steps.send(None)
+        except StopIteration:
+            pass
         finally:
-            self._in_flight -= len(batch)
+            steps.close()
+
+    def _try_commit(self, step: Commit) -> Inserted | Failed:
+        try:
+            return self._commit_retrying(step.visits, step.drops, step.claim)
+        except TRANSIENT as exc:
+            return Failed(Failure.UNAVAILABLE, exc)
+        except SQLAlchemyError as exc:
+            bad_hit = isinstance(exc, BAD_HIT)
+            return Failed(Failure.BAD_HIT if bad_hit else Failure.REFUSED, exc)
 
     def committed(self, batch: list[Pending], inserted: Inserted) -> None:
         self.outage.mark_up()
@@ -332,14 +308,7 @@ class HitWriter:
         self.stats.committed_hits += len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         metrics.HITS_RECORDED.inc(len(batch))
-        self.settle([(p, _ack(p.visit, inserted)) for p in batch])
-
-    def _write_one_by_one(self, batch: list[Pending], drops: Counter[DropKey]) -> None:
-        for item in batch:
-            self._in_flight += 1
-            self._write([item], Counter())
-        for key, hits in drops.items():
-            self._write([], Counter({key: hits}))
+        self.settle([(p, ack_of(p.visit, inserted)) for p in batch])
 
     def _commit_retrying(
         self, visits: list[NewVisit], drops: Counter[DropKey], claim: str | None
@@ -401,7 +370,7 @@ class HitWriter:
         self.stats.lost_hits += len(batch)
         if batch:
             metrics.HITS_LOST.inc(len(batch))
-        self.settle([(p, Ack.LOST) for p in batch if not settled(p)])
+        self.settle([(p, Ack.LOST) for p in batch if not is_settled(p)])
 
     def _replay(self) -> None:
         self.outage.run_replay(lambda: self._stopping)
@@ -432,25 +401,6 @@ class HitWriter:
             # One wake-up per batch and event loop, not one per hit.
             with suppress(RuntimeError):  # that loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, settled)
-
-    # --- outage: spool and replay ------------------------------------------------------
-
-
-def _ack(visit: NewVisit, inserted: Inserted) -> Ack:
-    if visit.key in inserted:
-        return Ack.COUNTED
-    if visit.scope.site_id in inserted.gone:
-        return Ack.GONE
-    return Ack.REPEAT
-
-
-def claim_id(drops: Counter[DropKey]) -> str | None:
-    """Drop counts are not idempotent: their batch claims an id, reused if it is spooled."""
-    return uuid.uuid4().hex if drops else None
-
-
-def settled(item: Pending) -> bool:
-    return item.waiter is not None and item.waiter.done()
 
 
 def _resolve(settled: list[tuple[asyncio.Future[Ack], Ack]]) -> None:

@@ -24,10 +24,11 @@ from typing import TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.capture import repository
+from app.capture.batches import Ack
 from app.capture.cache import RefreshingCache
 from app.capture.repository import DropKey, NewVisit
 from app.capture.spool import Spool
-from app.capture.writer import Ack, HitWriter
+from app.capture.writer import HitWriter
 from app.clock import Clock
 from app.db import Database
 from app.errors import NotFound

@@ -15,9 +15,10 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 
+from app.capture.batches import Ack
 from app.capture.repository import DropKey, NewVisit
 from app.capture.spool import Spool
-from app.capture.writer import Ack, HitWriter
+from app.capture.writer import HitWriter
 from app.heatmaps import repository as heatmaps_repository
 from app.models import Account, DroppedHits, HeatmapClick, Site, Visit
 from app.sites import service as sites_service

@@ -12,9 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from app.capture import repository
+from app.capture.batches import Ack
 from app.capture.repository import DropKey, NewVisit
 from app.capture.spool import Spool
-from app.capture.writer import Ack, HitWriter
+from app.capture.writer import HitWriter
 from app.clock import FixedClock
 from app.context import build_context
 from app.db import Database, make_engine
@@ -137,7 +138,7 @@ def _submit_queued(writer: HitWriter, visit: NewVisit) -> concurrent.futures.Fut
 
 
 def writer_item(visit, waiter):
-    from app.capture.writer import Pending
+    from app.capture.batches import Pending
 
     return Pending(visit, waiter)
 
