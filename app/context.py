@@ -13,6 +13,7 @@ from app.heatmaps.budgets import BeaconLimits
 from app.ingest.geoip import GeoLocator
 from app.ingest.service import IngestLimits, IngestService
 from app.settings import Settings
+from app.sites.directory import SiteDirectory
 
 
 @dataclass
@@ -22,23 +23,26 @@ class AppContext:
     clock: Clock
     geo: GeoLocator
     secret: str
+    site_directory: SiteDirectory = field(init=False)
     ingest: IngestService = field(init=False)
     beacons: BeaconService = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
+        self.site_directory = SiteDirectory(self.db)
         self.ingest = IngestService(
             self.db,
             self.clock,
             self.geo,
             s.trusted_networks,
             s.spool_dir,
+            self.site_directory,
             IngestLimits(s.max_pending_hits, s.ip_budget_per_second, s.ip_budget_burst),
         )
         self.beacons = BeaconService(
             self.db,
             self.clock,
-            self.ingest.sites,
+            self.site_directory.cache,
             s.width_buckets,
             self.ingest.writer,
             BeaconLimits(

@@ -69,7 +69,7 @@ async def _background(app: FastAPI) -> AsyncIterator[None]:
     maps_task = asyncio.create_task(run_nightly_maps(ctx))  # SQLite only
     lag_task = asyncio.create_task(ctx.ingest.loop_lag.run())  # the load shedder's gauge
     # Deleted sites and changed hostnames, from the change log every process polls.
-    sites_task = asyncio.create_task(ctx.ingest.watch_sites())
+    sites_task = asyncio.create_task(ctx.site_directory.watch())
     log.info("worker ready", extra={"event": "worker_ready", "database": ctx.db.dialect})
     try:
         yield

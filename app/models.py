@@ -129,7 +129,7 @@ class Site(Base):
 class SiteChange(Base):
     """The site directory's change log: one row per deleted site or changed hostname,
     written by triggers (migration 0007), so that every web process drops its cached
-    entry for that key within a second (``app.ingest.directory``), whatever deleted
+    entry for that key within a second (``app.sites.directory``), whatever deleted
     the site (the owner, account deletion, an operator's SQL)."""
 
     __tablename__ = "site_changes"

@@ -294,6 +294,6 @@ def delete_account(
         return _account_page(request, session, account, exc.status, delete_error=exc.message)
     response = _redirect(_with_flash(request, "/", FLASH_ACCOUNT_DELETED))
     # Its sites' keys stop counting here at once, elsewhere through the change log.
-    response.background = BackgroundTask(ctx.ingest.site_changed)
+    response.background = BackgroundTask(ctx.site_directory.site_changed)
     _clear_session_cookie(response, ctx)
     return response

@@ -16,10 +16,11 @@ talking to the database through an async psycopg connection: a writer *thread*
 had to win the GIL back from the busy event loop after every round trip, which
 made each batch several times slower than its SQL. SQLite keeps the thread
 (its writes are in-process). Without either (tests, one-off commands) every
-submit is written at once in the caller's thread.
+submit is written at once in the caller's thread. Either way, what a batch goes
+through (commit, spool, one by one) is :func:`app.capture.batches.write_batch`.
 
 Other records (the heatmaps' click batches) use the same spool and replay through
-:meth:`register` and :meth:`spool_records`: one spool, one exactly-once rule.
+``Outage.register`` and ``Outage.spool_records``: one spool, one exactly-once rule.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Recording a batch of clicks: run the beacon pipeline, then store the whole batch or nothing.
 
-Nothing here knows HTTP. The site and its hostnames come from the counter's
-site cache (``IngestService.sites``, a few seconds, misses too), so the sites
-pages' invalidation covers beacons as well; the owner's recording options are
+Nothing here knows HTTP. The site and its hostnames come from the site
+directory the counter reads too (``app.sites.directory``, a few seconds, misses too), so
+the sites pages' invalidation covers beacons as well; the owner's recording options are
 cached here the same way.
 """
 
@@ -29,9 +29,9 @@ from app.heatmaps.budgets import BeaconLimits, ClickBudgets, within_budgets
 from app.heatmaps.schemas import Click, RecordingOptions
 from app.heatmaps.validation import Beacon, SiteEntry, Verdict
 from app.ingest.pipeline import IPNetwork
-from app.ingest.service import SITE_CACHE_SECONDS
 from app.ops import metrics
 from app.settings import WidthBucket
+from app.sites.directory import SITE_CACHE_SECONDS
 from app.sites.scope import SiteScope
 
 log = logging.getLogger("hitmap.heatmaps")
@@ -54,7 +54,7 @@ class BeaconRequest:
 
 
 class SiteSource(Protocol):
-    """What the beacon needs of the counter's site cache (``IngestService.sites``)."""
+    """What the beacon needs of the site directory's cache (``SiteDirectory.cache``)."""
 
     def get(self, key: str) -> tuple[SiteScope, frozenset[str]] | None: ...
 
@@ -62,7 +62,7 @@ class SiteSource(Protocol):
 
 
 class _SiteLookup:
-    """Scope and hostnames from the counter's cache; recording options cached here.
+    """Scope and hostnames from the site directory; recording options cached here.
 
     Both serve their last value while the database is unreachable, so beacons of
     known sites keep being accepted (and spooled) through an outage.

@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
-from contextlib import suppress
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -25,31 +24,25 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.capture import repository
 from app.capture.batches import Ack
-from app.capture.cache import RefreshingCache
 from app.capture.repository import DropKey, NewVisit
 from app.capture.spool import Spool
 from app.capture.writer import HitWriter
 from app.clock import Clock
 from app.db import Database
-from app.errors import NotFound
 from app.ingest import pipeline
 from app.ingest.budgets import Backlog, LoopLag, TokenBuckets
-from app.ingest.directory import KEPT_CHANGES, POLL_SECONDS, SiteChanges
 from app.ingest.geoip import GeoLocator
 from app.ingest.images import NEUTRAL, CounterImage, CounterImages
 from app.ingest.pipeline import DropReason, Hit, IPNetwork
 from app.ingest.salts import SaltKeeper
 from app.ops import metrics
-from app.sites import authz
 from app.sites import repository as sites_repository
+from app.sites.directory import KEPT_CHANGES, SiteDirectory
 from app.sites.keys import is_wellformed_key
 from app.sites.scope import SiteScope
 
 log = logging.getLogger("hitmap.ingest")
 
-# A site's name and options are read again after this long. Deletions and hostname
-# changes reach every process within a second or two (``directory.SiteChanges``).
-SITE_CACHE_SECONDS = 30.0
 # Normally the answer follows the commit within milliseconds. If the database stalls
 # without failing, the image goes out after this long; the hit stays queued and is
 # written (or spooled) when the database answers or fails.
@@ -57,7 +50,6 @@ ACK_TIMEOUT_SECONDS = 2.0
 CLAIMS_KEPT = dt.timedelta(days=30)
 
 T = TypeVar("T")
-SiteEntry = tuple[SiteScope, frozenset[str]] | None
 
 
 class Outcome(Enum):
@@ -112,6 +104,7 @@ class IngestService:
         geo: GeoLocator,
         trusted_proxies: tuple[IPNetwork, ...],
         spool_dir: Path,
+        directory: SiteDirectory,
         limits: IngestLimits | None = None,
     ) -> None:
         limits = limits or IngestLimits()
@@ -119,16 +112,14 @@ class IngestService:
         self.clock = clock
         self.salts = SaltKeeper(db)
         self.images = CounterImages(db)
-        self.sites: RefreshingCache[str, SiteEntry] = RefreshingCache(
-            self._load_site, SITE_CACHE_SECONDS, name="site", errors=(SQLAlchemyError,)
-        )
-        self.changes = SiteChanges(db, self._forget_sites, self._reload_sites)
+        self.directory = directory
+        self.sites = directory.cache  # the hot path's lookups, without a hop
         self.writer = HitWriter(
             db,
             Spool(spool_dir),
             clock,
             on_counted=self.images.counted,
-            on_gone=self._forget_sites,  # a write found the site deleted: stop counting it
+            on_gone=directory.forget,  # a write found the site deleted: stop counting it
         )
         self.loop_lag = LoopLag()  # measured while `run()` runs on the serving event loop
         self.steps = pipeline.build_pipeline(
@@ -146,66 +137,13 @@ class IngestService:
     def lost_hits(self) -> int:
         return self._lost + self.writer.stats.lost_hits
 
-    def _load_site(self, key: str) -> SiteEntry:
-        with self.db.session() as session:
-            try:
-                return authz.ingest_site(session, key)
-            except NotFound:
-                return None
-
     def warm_up(self) -> list[SiteScope]:
-        """Load every site and today's salt (a worker process calls it before serving).
-
-        A process that has never seen a site cannot count it while the database is
-        down; after this, only sites created during the outage are unknown."""
-        entries = self._load_all_sites(baseline=True)
+        """Load every site and today's salt (a worker process calls it before serving)."""
+        scopes = self.directory.warm_up()
         today = self.clock.now().astimezone(dt.UTC).date()
         self.salts.salt_for(today)
         self.salts.prefetch(today + dt.timedelta(days=1))
-        return [scope for scope, _ in entries.values()]
-
-    # --- the site directory: deletions and hostname changes -------------------------
-
-    def site_changed(self, key: str | None = None) -> None:
-        """This process changed a site: forget it at once (a request's background task).
-
-        Deletions and hostname changes are also in the change log, which every other
-        process polls; a changed name or privacy is not, and waits SITE_CACHE_SECONDS."""
-        if key is not None:
-            self.sites.invalidate(key)
-        try:
-            self.changes.poll()
-        except SQLAlchemyError:
-            log.warning("could not read the site change log; the poller will")
-
-    async def watch_sites(self, interval: float = POLL_SECONDS) -> None:
-        """Poll the site change log for as long as the process serves."""
-        while True:
-            await asyncio.sleep(interval)
-            # While the database is down, cached sites keep counting, as they should.
-            with suppress(SQLAlchemyError):
-                await _off_loop(self.changes.poll)
-
-    def _forget_sites(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            self.sites.invalidate(key)
-
-    def _reload_sites(self) -> None:
-        self._load_all_sites(baseline=False)
-
-    def _load_all_sites(self, *, baseline: bool) -> dict[str, tuple[SiteScope, frozenset[str]]]:
-        """Every site into the cache, and none that is gone; ``baseline``: the change log
-        is read from the same snapshot on (at start-up)."""
-        with self.db.snapshot() as session:
-            if baseline:
-                self.changes.baseline(session)
-            entries = authz.all_ingest_sites(session)
-        for key in self.sites.cached_keys():
-            if key not in entries:
-                self.sites.invalidate(key)
-        for key, entry in entries.items():
-            self.sites.put(key, entry)
-        return entries
+        return scopes
 
     # --- the hot path ----------------------------------------------------------------
 

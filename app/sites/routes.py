@@ -38,7 +38,7 @@ def _redirect(
     background tasks run after it, so a changed or deleted site is dropped once the
     change is visible: in this process at once, in the others through the change log.
     """
-    task = BackgroundTask(forget[0].ingest.site_changed, forget[1]) if forget else None
+    task = BackgroundTask(forget[0].site_directory.site_changed, forget[1]) if forget else None
     return RedirectResponse(flash_url(request, path, flash), status_code=303, background=task)
 
 

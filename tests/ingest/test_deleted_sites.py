@@ -101,15 +101,15 @@ def test_a_cached_key_of_a_deleted_site_answers_404_and_counts_nothing(ctx, clie
 def test_the_change_log_drops_deleted_sites_from_the_cache(ctx, client):
     owner = make_account(ctx)
     gone, kept = make_site(ctx, owner), make_site(ctx, owner, domain="kept.example.org")
-    ctx.ingest.changes.poll()  # their creation (first hostnames) is in the log too
+    ctx.site_directory.changes.poll()  # their creation (first hostnames) is in the log too
     for scope in (gone, kept):
         assert hit(client, scope.public_key, referer=f"https://{scope.domain}/").status_code == 200
     _delete_site(ctx, gone)
     assert ctx.ingest.sites.peek(gone.public_key)[0]  # still cached: nobody told us
-    assert ctx.ingest.changes.poll() >= 1
+    assert ctx.site_directory.changes.poll() >= 1
     assert ctx.ingest.sites.peek(gone.public_key) == (False, None)
     assert ctx.ingest.sites.peek(kept.public_key)[0]
-    assert ctx.ingest.changes.poll() == 0  # each change is applied once
+    assert ctx.site_directory.changes.poll() == 0  # each change is applied once
 
 
 def test_a_new_hostname_reaches_the_cache_through_the_change_log(ctx, client):
@@ -117,10 +117,10 @@ def test_a_new_hostname_reaches_the_cache_through_the_change_log(ctx, client):
     page = "https://docs.example.org/intro"
     assert hit(client, site.public_key, referer=page).status_code == 200
     assert _count(ctx, Visit, site.site_id) == 0  # docs.example.org is not listed yet
-    ctx.ingest.changes.poll()
+    ctx.site_directory.changes.poll()
     with ctx.db.session() as session:
         sites_service.add_hostname(session, site, "docs.example.org")
-    ctx.ingest.changes.poll()
+    ctx.site_directory.changes.poll()
     assert hit(client, site.public_key, referer=page, ip="81.2.69.143").status_code == 200
     assert _count(ctx, Visit, site.site_id) == 1
 
@@ -128,7 +128,7 @@ def test_a_new_hostname_reaches_the_cache_through_the_change_log(ctx, client):
 def test_deleting_an_account_forgets_its_sites_in_this_process_at_once(ctx, client):
     owner = make_account(ctx, "leaving@example.org")
     site = make_site(ctx, owner)
-    ctx.ingest.changes.poll()
+    ctx.site_directory.changes.poll()
     assert hit(client, site.public_key).status_code == 200
     login(client, "leaving@example.org")
     page = client.get("/account", headers={"accept": "text/html"})
@@ -178,8 +178,8 @@ def test_a_change_committed_after_a_later_one_is_still_seen(database_url, tmp_pa
     from sqlalchemy import text
 
     from app.db import Database, make_engine
-    from app.ingest.directory import SiteChanges
     from app.migrate import upgrade
+    from app.sites.directory import SiteChanges
     from tests.live import own_database
 
     if not database_url.startswith("postgresql"):
@@ -206,12 +206,12 @@ def test_a_change_committed_after_a_later_one_is_still_seen(database_url, tmp_pa
 
 
 def test_a_process_behind_the_pruned_log_reloads_every_site(ctx, monkeypatch):
-    from app.ingest import directory
+    from app.sites import directory
 
     monkeypatch.setattr(directory, "KEPT_CHANGES", 2)
     owner = make_account(ctx)
     sites = [make_site(ctx, owner, domain=f"s{n}.example.org") for n in range(4)]
-    ctx.ingest.changes.poll()  # up to date: four changes (the first hostnames)
+    ctx.site_directory.changes.poll()  # up to date: four changes (the first hostnames)
     for scope in sites[1:]:
         _delete_site(ctx, scope)
     with ctx.db.session() as session:
@@ -219,8 +219,8 @@ def test_a_process_behind_the_pruned_log_reloads_every_site(ctx, monkeypatch):
 
         assert sites_repository.prune_changes(session, keep=2) > 0
     reloaded: list[bool] = []
-    monkeypatch.setattr(ctx.ingest.changes, "_reload_all", lambda: reloaded.append(True))
-    ctx.ingest.changes._high -= 1  # as if it had missed the oldest pruned change
-    ctx.ingest.changes.poll()
+    monkeypatch.setattr(ctx.site_directory.changes, "_reload_all", lambda: reloaded.append(True))
+    ctx.site_directory.changes._high -= 1  # as if it had missed the oldest pruned change
+    ctx.site_directory.changes.poll()
     assert reloaded == [True]
-    assert ctx.ingest.changes.poll() == 0  # and carries on from the newest change
+    assert ctx.site_directory.changes.poll() == 0  # and carries on from the newest change
