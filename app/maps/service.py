@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from app.clock import Clock, utc_today
-from app.errors import InvalidInput, NotFound
+from app.errors import InvalidInput
 from app.ingest.counter_image import etag_for
 from app.maps import repository as repo
 from app.maps.kinds import MAP, THUMBNAIL, THUMBNAIL_KEY
@@ -69,15 +69,6 @@ VARIANTS = {"1x": 1, "2x": 2}
 # after its 1x changed: most pages are never seen on a high-DPI screen the same night.
 NIGHTLY_VARIANTS = ("1x",)
 DEFAULT_SPAN = Span.ALL
-
-
-def parse_span(value: str | None, default: Span | None = None) -> Span:
-    if value is None and default is not None:
-        return default
-    try:
-        return Span(value or "")
-    except ValueError:
-        raise NotFound(f"no such range; use one of {', '.join(SPANS)}") from None
 
 
 def window(span: Span, today: dt.date) -> Window:
