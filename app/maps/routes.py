@@ -29,8 +29,8 @@ from app.maps import service, tasks
 from app.maps.service import MAP, Span
 from app.models import RenderedImage
 from app.sites import authz
+from app.sites.page import render_site_page, site_path
 from app.sites.schemas import PageError, SiteForms
-from app.stats.routes import render_site_page, site_path
 from app.templating import flash_url
 
 router = APIRouter(tags=["maps"], include_in_schema=False)

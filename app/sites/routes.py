@@ -20,10 +20,10 @@ from app.inputs import FormText
 from app.retention import service as retention
 from app.sites import authz
 from app.sites import service as sites
+from app.sites.page import render_site_page, site_path
 from app.sites.schemas import PageError, SiteForms, SiteSummary
 from app.sites.scope import SiteScope
 from app.stats import service as stats
-from app.stats.routes import render_site_page, site_path
 from app.templating import flash_url, render
 
 router = APIRouter(tags=["sites"], include_in_schema=False)
