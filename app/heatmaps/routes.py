@@ -46,7 +46,7 @@ from app.heatmaps.schemas import (
     parse_range,
 )
 from app.heatmaps.validation import MAX_BODY_BYTES
-from app.inputs import FormText, QueryText, Text
+from app.inputs import FormText, QueryText, Text, checkbox
 from app.sites import authz
 from app.sites.scope import SiteScope
 from app.templating import flash_url, render
@@ -420,10 +420,6 @@ def heatmap_json(
     return _export(request, session, account.id, key, path, bucket, (range_, first, last), "json")
 
 
-def _checked(value: str) -> bool:
-    return value not in ("", "0", "off", "false")
-
-
 @router.post("/sites/{key}/heatmaps/options", dependencies=[Csrf], name="heatmap_options")
 def heatmap_options(
     key: str,
@@ -435,7 +431,9 @@ def heatmap_options(
 ) -> Response:
     scope = authz.owned_site(session, account.id, key)
     ctx = get_ctx(request)
-    value = RecordingOptions(keep_query=_checked(keep_query), honour_dnt=_checked(honour_dnt))
+    value = RecordingOptions(
+        keep_query=checkbox(keep_query, "keep query"), honour_dnt=checkbox(honour_dnt, "honour dnt")
+    )
     service.save_recording_options(session, ctx.clock.now(), scope, value)
     message = "Recording options saved."
     if value.keep_query:

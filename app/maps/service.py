@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from app.clock import Clock, utc_today
 from app.errors import InvalidInput
 from app.ingest.counter_image import etag_for
+from app.inputs import checkbox
 from app.maps import repository as repo
 from app.maps.kinds import MAP, THUMBNAIL, THUMBNAIL_KEY
 from app.maps.repository import RangeStats, Window
@@ -120,9 +121,7 @@ def parse_style(size: str, dot_color: str, background: str, show_count: str) -> 
         raise InvalidInput("dot colour must be a colour like #e11d48")
     if background not in BACKGROUNDS:
         raise InvalidInput(f"background must be one of {', '.join(BACKGROUNDS)}")
-    if show_count not in ("", "0", "1", "on", "off", "true", "false"):
-        raise InvalidInput("show count must be on or off")
-    style = Style(size, color, background, show_count in ("1", "on", "true"))
+    style = Style(size, color, background, checkbox(show_count, "show count"))
     try:
         style.for_renderer()
     except ValueError as exc:

@@ -16,7 +16,7 @@ from starlette.background import BackgroundTask
 from app.context import AppContext
 from app.deps import Csrf, CurrentAccount, DbSession, get_ctx
 from app.errors import DomainError, InvalidInput
-from app.inputs import FormText
+from app.inputs import FormText, checkbox
 from app.retention import service as retention
 from app.sites import authz
 from app.sites import service as sites
@@ -109,7 +109,7 @@ def site_settings(
     is_public: FormText = "",
 ) -> Response:
     scope = authz.owned_site(session, account.id, key)
-    public = is_public not in ("", "0", "off", "false")
+    public = checkbox(is_public, "public")
     try:
         with session.begin_nested():
             sites.update_settings(session, scope, name=name, is_public=public)
