@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from app.clock import Clock, utc_today
+from app.days import DayRange
 from app.errors import InvalidInput
 from app.ingest.counter_image import etag_for
 from app.inputs import checkbox
 from app.maps import repository as repo
 from app.maps.kinds import MAP, THUMBNAIL, THUMBNAIL_KEY
-from app.maps.repository import RangeStats, Window
+from app.maps.repository import RangeStats
 from app.models import RenderedImage
 from app.ops import metrics
 from app.sites.scope import SiteScope
@@ -72,9 +73,9 @@ NIGHTLY_VARIANTS = ("1x",)
 DEFAULT_SPAN = Span.ALL
 
 
-def window(span: Span, today: dt.date) -> Window:
+def window(span: Span, today: dt.date) -> DayRange:
     days = SPAN_DAYS[span]
-    return Window(None if days is None else today - dt.timedelta(days=days - 1), today)
+    return DayRange(None if days is None else today - dt.timedelta(days=days - 1), today)
 
 
 # --- styles --------------------------------------------------------------------------
@@ -296,7 +297,7 @@ def draw_site(
                 # all-time rows: no summing over days and months.
                 whole = key == _stats_key(stats[Span.ALL.value])
                 first = None if whole else firsts[name]
-                places = repo.place_counts(session, scope, Window(first, today))
+                places = repo.place_counts(session, scope, DayRange(first, today))
                 loaded[key] = LocationCounts(*places.decoded())
         return loaded[key]
 

@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app.clock import utc_today
+from app.days import DayRange
 from app.maps import repository as repo
 from app.maps import service
-from app.maps.repository import Window, split_window
+from app.maps.repository import split_window
 from app.maps.service import MAP, SPANS, THUMBNAIL_KEY, Span, Style
 from app.models import LocationCount, RenderedImage, Visit
 from app.places import place_key
@@ -68,7 +69,7 @@ def test_a_new_visit_is_counted_per_day_month_and_all_time(ctx, client):
     ]
 
 
-def _brute_force(ctx, scope, window: Window) -> Counter:
+def _brute_force(ctx, scope, window: DayRange) -> Counter:
     """The same answer straight from the raw visits, for comparison."""
     with ctx.db.session() as session:
         stmt = (
