@@ -45,7 +45,7 @@ from app.heatmaps.schemas import (
     bucket_label,
     parse_range,
 )
-from app.heatmaps.validation import MAX_BODY_BYTES
+from app.heatmaps.validation import MAX_BODY_BYTES, Reason
 from app.inputs import FormText, QueryText, Text, checkbox
 from app.sites import authz
 from app.sites.scope import SiteScope
@@ -60,6 +60,15 @@ FromQuery = Annotated[Text | None, Query(alias="from")]
 ToQuery = Annotated[Text | None, Query(alias="to")]
 
 BEACON_HEADERS = {"Cache-Control": "no-store"}
+# A batch not recorded on purpose (privacy, shed) gets the empty answer a stored one gets.
+BEACON_STATUS = {
+    Reason.ACCEPTED: 204,
+    Reason.NOT_TRACKED: 204,
+    Reason.SHED: 204,
+    Reason.UNKNOWN_SITE: 404,
+    Reason.REJECTED: 400,
+    Reason.UNAVAILABLE: 503,
+}
 PRIVATE = {"Cache-Control": "private, no-store"}
 
 
@@ -100,11 +109,10 @@ async def beacon(key: str, request: Request) -> Response:
             forwarded_for=", ".join(h.getlist("x-forwarded-for")) or None,
         ),
     )
-    if verdict.status == 204:
+    status = BEACON_STATUS[verdict.reason]
+    if status == 204:
         return Response(status_code=204, headers=BEACON_HEADERS)
-    return JSONResponse(
-        {"detail": verdict.reason}, status_code=verdict.status, headers=BEACON_HEADERS
-    )
+    return JSONResponse({"detail": verdict.detail}, status_code=status, headers=BEACON_HEADERS)
 
 
 # --- the live overlay ------------------------------------------------------------------
