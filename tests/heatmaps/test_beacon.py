@@ -287,7 +287,7 @@ def test_neither_database_nor_spool_answers_503_and_logs_no_click_data(
 
 
 def test_steps_return_reasons_and_only_the_route_picks_statuses() -> None:
-    from app.heatmaps.routes import BEACON_STATUS
+    from app.heatmaps.routes.beacon import BEACON_STATUS
     from app.heatmaps.validation import Beacon, Reason, check_body_size, check_key
     from app.ops.metrics import BEACON_RESULTS
 
