@@ -12,9 +12,10 @@ from sqlalchemy import func, select
 from app.clock import utc_today
 from app.days import DayRange
 from app.maps import repository as repo
-from app.maps import service
+from app.maps import service, styles
 from app.maps.repository import split_window
-from app.maps.service import MAP, SPANS, THUMBNAIL_KEY, Span, Style
+from app.maps.service import MAP, SPANS, THUMBNAIL_KEY, Span
+from app.maps.styles import Style
 from app.models import LocationCount, RenderedImage, Visit
 from app.places import place_key
 from app.sites import authz
@@ -179,7 +180,7 @@ def test_a_new_style_redraws_only_the_thumbnail(ctx):
     add_visits(ctx, site, utc_today(ctx.clock), SYDNEY)
     _render(ctx, site)
     with ctx.db.session() as session:
-        assert service.save_style(session, ctx.clock, site, Style("large", "#0000ff", "dark"))
+        assert styles.save_style(session, ctx.clock, site, Style("large", "#0000ff", "dark"))
         before = repo.image(session, site, *THUMBNAIL_KEY).etag
     report = _render(ctx, site)
     assert report.rendered == [THUMBNAIL_KEY]
