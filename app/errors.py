@@ -1,4 +1,4 @@
-"""Domain errors. Services raise these; one handler in app.web turns them into responses."""
+"""Domain errors. Services raise these; one handler in app.main turns them into responses."""
 
 from __future__ import annotations
 

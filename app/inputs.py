@@ -63,6 +63,21 @@ def check_text(value: str, name: str) -> str:
     return value
 
 
+# What an HTML checkbox sends when ticked (its ``value``, "on" without one) or what a
+# hand-written request may say; an unticked box sends nothing (the route's default "").
+CHECKED = frozenset({"1", "on", "true"})
+UNCHECKED = frozenset({"", "0", "off", "false"})
+
+
+def checkbox(value: str, name: str) -> bool:
+    """A form's checkbox as a bool; any other value is refused rather than guessed."""
+    if value in CHECKED:
+        return True
+    if value in UNCHECKED:
+        return False
+    raise InvalidInput(f"{name} must be on or off")
+
+
 def check_day(day: dt.date, name: str) -> dt.date:
     if not FIRST_DAY <= day <= LAST_DAY:
         raise InvalidInput(f"{name}: {DAY_RANGE_MESSAGE}")

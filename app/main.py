@@ -105,6 +105,24 @@ def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
 
     install_job_queue()  # app.jobs defers through Procrastinate where its tables exist
 
+    _include_routers(app)
+    _handle_errors(app)
+    _add_headers(app, ctx)
+
+    from app.ingest.routes import CounterEndpoint
+    from app.ops.routes import OpsEndpoint
+    from app.redirects import RelativeSlashRedirect
+
+    app.add_middleware(RelativeSlashRedirect, router=app.router)
+    # Outermost of our middleware: the counter skips routing and the HTML headers.
+    app.add_middleware(CounterEndpoint, ingest=ctx.ingest)
+    # Probes and scrapes too (no session, no CSRF, never a visit).
+    app.add_middleware(OpsEndpoint, ctx=ctx)
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    """Every feature's routes, in the order they are matched, and the static files."""
     from app.accounts.routes import router as accounts_router
     from app.api.routes import router as api_router
     from app.heatmaps.routes import router as heatmaps_router
@@ -126,6 +144,10 @@ def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+def _handle_errors(app: FastAPI) -> None:
+    """One answer per kind of error: an HTML page, or JSON under ``/api/``."""
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
@@ -157,6 +179,10 @@ def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
         field = ".".join(str(p) for p in first.get("loc", ())[1:]) or "input"
         return _error_response(request, 400, f"{field}: {first.get('msg', 'invalid')}")
 
+
+def _add_headers(app: FastAPI, ctx: AppContext) -> None:
+    """A new CSRF cookie when a request made one, and the security headers of HTML pages."""
+
     @app.middleware("http")
     async def _headers(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
@@ -180,17 +206,6 @@ def create_app(ctx: AppContext, *, background_jobs: bool = False) -> FastAPI:
                 "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
             )
         return response
-
-    from app.ingest.routes import CounterEndpoint
-    from app.ops.routes import OpsEndpoint
-    from app.redirects import RelativeSlashRedirect
-
-    app.add_middleware(RelativeSlashRedirect, router=app.router)
-    # Outermost of our middleware: the counter skips routing and the HTML headers.
-    app.add_middleware(CounterEndpoint, ingest=ctx.ingest)
-    # Probes and scrapes too (no session, no CSRF, never a visit).
-    app.add_middleware(OpsEndpoint, ctx=ctx)
-    return app
 
 
 def served_app() -> ASGIApp:

@@ -49,8 +49,8 @@ from app.clock import FixedClock  # noqa: E402
 from app.context import AppContext, build_context  # noqa: E402
 from app.db import Database, make_engine  # noqa: E402
 from app.jobs import nightly as nightly_runner  # noqa: E402
+from app.maps import drawing, service  # noqa: E402
 from app.maps import repository as repo  # noqa: E402
-from app.maps import service  # noqa: E402
 from app.maps import tasks as map_tasks  # noqa: E402
 from app.maps.renderer.render import LocationCounts, render_world_map, warm_up  # noqa: E402
 from app.maps.service import SPANS, Span  # noqa: E402
@@ -282,8 +282,8 @@ def _context(url: str, data_dir: str, now: dt.datetime) -> AppContext:
 def _pin_renderer_version() -> None:
     """Images are redrawn when the renderer's source changes; a benchmark run on a
     working copy under edit must not see that between its two nights."""
-    service.renderer_version.cache_clear()
-    service.renderer_version = lambda: "bench"  # type: ignore[assignment]
+    drawing.renderer_version.cache_clear()
+    drawing.renderer_version = lambda: "bench"  # type: ignore[assignment]
 
 
 def _worker_process(  # noqa: ANN001

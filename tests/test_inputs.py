@@ -340,3 +340,18 @@ def test_every_text_day_and_id_a_route_takes_goes_through_the_shared_rules(clien
                     unchecked.append(f"{path} {name}: {kind.__name__} without app.inputs")
     assert unchecked == []
     assert seen >= 40, "inputs not found: has FastAPI's routing structure changed?"
+
+
+@pytest.mark.parametrize(
+    ("value", "ticked"),
+    [("1", True), ("on", True), ("true", True), ("", False), ("0", False), ("off", False)]
+    + [("false", False)],
+)
+def test_checkbox_reads_what_forms_send(value: str, ticked: bool) -> None:
+    assert inputs.checkbox(value, "public") is ticked
+
+
+@pytest.mark.parametrize("value", ["yes", "maybe", "ON", " 1", "2"])
+def test_checkbox_refuses_anything_else(value: str) -> None:
+    with pytest.raises(InvalidInput, match="public must be on or off"):
+        inputs.checkbox(value, "public")

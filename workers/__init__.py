@@ -1,1 +1,2 @@
-"""Background jobs (nightly rendering comes with the maps issue)."""
+"""The job engines behind the jobs port (``app.jobs``): Procrastinate on PostgreSQL,
+the in-process scheduler on SQLite, the catalog of work both run, and hourly housekeeping."""

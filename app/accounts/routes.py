@@ -20,7 +20,7 @@ from app.accounts.schemas import DEFAULT_AFTER_LOGIN, TokenRow, safe_next_path
 from app.context import AppContext
 from app.deps import Csrf, CurrentAccount, DbSession, MaybeAccount
 from app.errors import Conflict, InvalidInput, NotAuthenticated, RateLimited
-from app.inputs import FormText, RowIdPath
+from app.inputs import FormText, RowIdPath, checkbox
 from app.models import Account
 from app.templating import flash_url, render
 
@@ -227,7 +227,7 @@ def change_password(
     new_password_confirm: FormText = "",
     revoke_tokens: FormText = "",
 ) -> Response:
-    revoke = revoke_tokens not in ("", "0", "off", "false")
+    revoke = checkbox(revoke_tokens, "revoke tokens")
     try:
         if new_password != new_password_confirm:
             raise InvalidInput("the two new passwords are not the same; type them again")

@@ -27,7 +27,7 @@ from app.db import Database
 from app.heatmaps import repository, validation
 from app.heatmaps.budgets import BeaconLimits, ClickBudgets, within_budgets
 from app.heatmaps.schemas import Click, RecordingOptions
-from app.heatmaps.validation import Beacon, SiteEntry, Verdict
+from app.heatmaps.validation import Beacon, Reason, SiteEntry, Verdict
 from app.ingest.pipeline import IPNetwork
 from app.ops import metrics
 from app.settings import WidthBucket
@@ -36,8 +36,8 @@ from app.sites.scope import SiteScope
 
 log = logging.getLogger("hitmap.heatmaps")
 
-ACCEPTED = Verdict(204, "recorded")
-UNAVAILABLE = Verdict(503, "not recorded: try again later")
+ACCEPTED = Verdict(Reason.ACCEPTED, "recorded")
+UNAVAILABLE = Verdict(Reason.UNAVAILABLE, "not recorded: try again later")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,14 +143,14 @@ class BeaconService:
                 if verdict.shed is not None:
                     self._count_shed(beacon, verdict.shed)
                 else:
-                    metrics.beacon_refused(verdict.status)
+                    metrics.beacon_refused(verdict.reason)
                 return verdict
             if self.writer.database_down:
                 self._spool(beacon)
             elif not self._store_or_spool(beacon):
                 # Deleted since it was looked up: nothing stored, and its key forgotten.
                 self._sites.invalidate(beacon.key)
-                metrics.beacon_refused(validation.UNKNOWN_SITE.status)
+                metrics.beacon_refused(validation.UNKNOWN_SITE.reason)
                 return validation.UNKNOWN_SITE
         except (SQLAlchemyError, OSError):
             # Logged without the batch: it is the visitor's data.
@@ -159,7 +159,7 @@ class BeaconService:
                 extra={"event": "clicks_lost"},
             )
             self.lost_batches += 1
-            metrics.beacon_refused(UNAVAILABLE.status)
+            metrics.beacon_refused(UNAVAILABLE.reason)
             return UNAVAILABLE
         self.accepted_clicks += len(beacon.clicks)
         metrics.beacon_accepted(len(beacon.clicks))

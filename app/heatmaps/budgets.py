@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from app.addresses import address_key
-from app.heatmaps.validation import Beacon, Step, Verdict
+from app.heatmaps.validation import Beacon, Reason, Step, Verdict
 from app.ingest.budgets import TokenBuckets
 from app.ingest.pipeline import IPNetwork, client_ip_of
 
@@ -35,9 +35,10 @@ SHED_LABELS = {
     ShedReason.SITE_BUDGET: "Too many clicks for the site at once (shed)",
 }
 
-# The status a stored batch gets: a shed batch must not look different.
+# The route answers a shed batch as a stored one: it must not look different.
 SHED_VERDICTS = {
-    reason: Verdict(204, "not recorded: over budget", shed=reason.value) for reason in ShedReason
+    reason: Verdict(Reason.SHED, "not recorded: over budget", shed=reason.value)
+    for reason in ShedReason
 }
 
 

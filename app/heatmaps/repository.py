@@ -196,17 +196,6 @@ def overlay_clicks(
     )
 
 
-def count_clicks(session: Session, scope: SiteScope) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(HeatmapClick)
-            .where(HeatmapClick.site_id == scope.site_id)
-        )
-        or 0
-    )
-
-
 # --- pages -----------------------------------------------------------------------------
 
 

@@ -1,13 +1,14 @@
 """The beacon pipeline: named steps that check a batch of clicks before anything is stored.
 
 A step fills in what it learns (the site, the page, the clicks) or returns a
-:class:`Verdict` that ends the batch: 404 (no such site, or a request that names
-no page: no usable ``Origin`` or ``Referer``), 400 with a short reason (a page on
-a foreign host, or anything invalid; nothing from the batch is stored), or 204
-for a batch that is fine but must not be recorded (the visitor asked not to be
-tracked and the owner honours that, or the batch is over its address's or site's
-click budget: shed and counted, see ``budgets.py``). Cheap checks come first; the body is
-parsed only after the site and the sender are known.
+:class:`Verdict` that ends the batch, with a :class:`Reason` and a short, safe detail:
+no such site (or a request that names no page: no usable ``Origin`` or ``Referer``),
+rejected (a page on a foreign host, or anything invalid; nothing from the batch is
+stored), or fine but not to be recorded (the visitor asked not to be tracked and the
+owner honours that, or the batch is over its address's or site's click budget: shed
+and counted, see ``budgets.py``). As the counter's pipeline does, steps know nothing of
+HTTP: only the route turns a reason into a status. Cheap checks come first; the body
+is parsed only after the site and the sender are known.
 
 The wire format (``text/plain`` body holding JSON, so that browsers send it
 without a CORS preflight)::
@@ -31,6 +32,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -55,20 +57,37 @@ CLICK_FIELDS = frozenset({"x", "y", "w", "h", "v", "r", "s", "ox", "oy"})
 BATCH_FIELDS = frozenset({"p", "c"})
 
 
+class Reason(StrEnum):
+    """How a batch ended; the values are the ``hitmap_beacon_batches`` results."""
+
+    ACCEPTED = "accepted"  # stored (or spooled): the service's, never a step's
+    UNKNOWN_SITE = "unknown_site"  # no such site, or a request naming no page
+    REJECTED = "rejected"  # a foreign page or invalid input: nothing stored
+    NOT_TRACKED = "not_tracked"  # the visitor asked not to be, and the owner honours it
+    SHED = "shed"  # over a click budget: counted, not stored
+    UNAVAILABLE = "unavailable"  # neither the database nor the spool took it: the service's
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """Why a batch ends before being stored: the HTTP status and a short, safe reason
+    """How a batch ended: its reason and a short detail safe to show the sender
     (``shed``: the counted reason of a batch shed over budget, see ``budgets.py``)."""
 
-    status: int
-    reason: str
+    reason: Reason
+    detail: str
     shed: str | None = None
 
 
-UNKNOWN_SITE = Verdict(404, "no such site")
-NOT_FROM_SITE = Verdict(404, "no such site: the request names no page (no Origin or Referer)")
-FOREIGN_PAGE = Verdict(400, "foreign origin: the page is not on one of the site's hostnames")
-NOT_TRACKED = Verdict(204, "not recorded: the visitor asked not to be tracked")
+def rejected(detail: str) -> Verdict:
+    return Verdict(Reason.REJECTED, detail)
+
+
+UNKNOWN_SITE = Verdict(Reason.UNKNOWN_SITE, "no such site")
+NOT_FROM_SITE = Verdict(
+    Reason.UNKNOWN_SITE, "no such site: the request names no page (no Origin or Referer)"
+)
+FOREIGN_PAGE = rejected("foreign origin: the page is not on one of the site's hostnames")
+NOT_TRACKED = Verdict(Reason.NOT_TRACKED, "not recorded: the visitor asked not to be tracked")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +135,9 @@ def check_key(beacon: Beacon) -> Verdict | None:
 
 def check_body_size(beacon: Beacon) -> Verdict | None:
     if beacon.body_too_large or len(beacon.body) > MAX_BODY_BYTES:
-        return Verdict(400, f"body too large (at most {MAX_BODY_BYTES} bytes)")
+        return rejected(f"body too large (at most {MAX_BODY_BYTES} bytes)")
     if not beacon.body:
-        return Verdict(400, "empty body")
+        return rejected("empty body")
     return None
 
 
@@ -195,12 +214,12 @@ def parse_body(beacon: Beacon) -> Verdict | None:
         text = beacon.body.decode("utf-8")
         data = json.loads(text, parse_constant=_no_constants)
     except (UnicodeDecodeError, ValueError, RecursionError):
-        return Verdict(400, "body is not JSON text")
+        return rejected("body is not JSON text")
     if not isinstance(data, dict):
-        return Verdict(400, "body must be a JSON object")
+        return rejected("body must be a JSON object")
     unknown = set(data) - BATCH_FIELDS
     if unknown:
-        return Verdict(400, f"unknown field {sorted(unknown)[0][:20]!r}")
+        return rejected(f"unknown field {sorted(unknown)[0][:20]!r}")
     beacon.payload = data
     return None
 
@@ -216,11 +235,11 @@ def check_page(beacon: Beacon) -> Verdict | None:
     assert beacon.payload is not None and beacon.site is not None
     path = beacon.payload.get("p")
     if not isinstance(path, str):
-        return Verdict(400, "p: the page path must be a string")
+        return rejected("p: the page path must be a string")
     if len(path) > MAX_PATH_LENGTH:
-        return Verdict(400, f"p: the page path is too long (at most {MAX_PATH_LENGTH})")
+        return rejected(f"p: the page path is too long (at most {MAX_PATH_LENGTH})")
     if not PATH_PATTERN.fullmatch(path):
-        return Verdict(400, "p: the page path must start with / and be URL-encoded")
+        return rejected("p: the page path must start with / and be URL-encoded")
     beacon.path = normalise_path(path, beacon.site.options.keep_query)
     return None
 
@@ -281,14 +300,14 @@ def check_clicks(buckets: tuple[WidthBucket, ...]) -> Step:
         assert beacon.payload is not None
         items = beacon.payload.get("c")
         if not isinstance(items, list) or not items:
-            return Verdict(400, "c: must be a non-empty list of clicks")
+            return rejected("c: must be a non-empty list of clicks")
         if len(items) > MAX_CLICKS:
-            return Verdict(400, f"c: too many clicks in one batch (at most {MAX_CLICKS})")
+            return rejected(f"c: too many clicks in one batch (at most {MAX_CLICKS})")
         try:
             beacon.clicks = [_click(item, f"c[{i}]", buckets) for i, item in enumerate(items)]
         except _Invalid as exc:
             beacon.clicks = []
-            return Verdict(400, exc.reason)
+            return rejected(exc.reason)
         return None
 
     step.__name__ = "check_clicks"

@@ -21,7 +21,6 @@ log = logging.getLogger("hitmap.ingest")
 router = APIRouter(tags=["counter"])
 WIDGET_SOURCE = widget_source()
 
-COUNTER_PATH = "/c/{key}.png"
 # "no-cache" lets the browser keep the bytes but makes it ask us on every page
 # view (answered 304 when unchanged), so every view reaches the counter and no
 # visit can be lost to a cached image.

@@ -16,6 +16,7 @@ from sqlalchemy import Select, and_, case, func, or_, select, text, tuple_, upda
 from sqlalchemy.orm import Session
 
 from app import places
+from app.days import DayRange
 from app.db import insert_for
 from app.models import (
     DailyCountryCount,
@@ -29,14 +30,6 @@ from app.places import ALL_TIME_PERIOD
 from app.sites.scope import SiteScope
 
 LocationRow = tuple[float, float, int | None, int]
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """UTC days ``first``..``last`` inclusive; ``first`` None is all time."""
-
-    first: dt.date | None
-    last: dt.date
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +85,14 @@ class Places:
         return lat, lon, acc, self.visits
 
 
-def place_counts_query(scope: SiteScope, window: Window) -> Select:
+def place_counts_query(scope: SiteScope, window: DayRange) -> Select:
     """Visits per place in the window: one index range scan per part, summed by place."""
     lc = LocationCount
     if window.first is None:
         return select(lc.place, lc.visits).where(
             lc.site_id == scope.site_id, lc.grain == "a", lc.period == ALL_TIME_PERIOD
         )
+    assert window.last is not None, "a map's window that has a first day ends on a day"
     months, spans = split_window(window.first, window.last)
     parts = [and_(lc.grain == "d", lc.period.between(a, b)) for a, b in spans]
     if months:
@@ -110,7 +104,7 @@ def place_counts_query(scope: SiteScope, window: Window) -> Select:
     )
 
 
-def place_counts(session: Session, scope: SiteScope, window: Window) -> Places:
+def place_counts(session: Session, scope: SiteScope, window: DayRange) -> Places:
     # Core rows, no ORM objects; numpy is slow on Row objects, fast on tuples.
     rows = session.connection().execute(place_counts_query(scope, window)).all()
     if not rows:
@@ -119,7 +113,7 @@ def place_counts(session: Session, scope: SiteScope, window: Window) -> Places:
     return Places(data[:, 0], data[:, 1])
 
 
-def locations(session: Session, scope: SiteScope, window: Window) -> list[LocationRow]:
+def locations(session: Session, scope: SiteScope, window: DayRange) -> list[LocationRow]:
     """(latitude, longitude, accuracy km or None, visits) per place in the window."""
     lat, lon, acc, visits = place_counts(session, scope, window).decoded()
     return [

@@ -25,12 +25,12 @@ from app.deps import Csrf, CurrentAccount, DbSession, MaybeAccount, get_ctx
 from app.errors import DomainError, NotFound
 from app.inputs import FormText
 from app.maps import repository as repo
-from app.maps import service, tasks
+from app.maps import service, styles, tasks
 from app.maps.service import MAP, Span
 from app.models import RenderedImage
 from app.sites import authz
+from app.sites.page import render_site_page, site_path
 from app.sites.schemas import PageError, SiteForms
-from app.stats.routes import render_site_page, site_path
 from app.templating import flash_url
 
 router = APIRouter(tags=["maps"], include_in_schema=False)
@@ -103,11 +103,11 @@ def site_map_style(
     scope = authz.owned_site(session, account.id, key)
     ctx = get_ctx(request)
     try:
-        style = service.parse_style(size, dot_color, background, show_count)
+        style = styles.parse_style(size, dot_color, background, show_count)
     except DomainError as exc:
         forms = SiteForms(error=PageError("map-style", exc.message))
         return render_site_page(request, ctx, session, scope, forms=forms, status_code=exc.status)
-    if not service.save_style(session, ctx.clock, scope, style):
+    if not styles.save_style(session, ctx.clock, scope, style):
         return RedirectResponse(
             flash_url(request, site_path(scope), "The counter style is unchanged."),
             status_code=303,

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.maps import repository as repo
 from app.maps.kinds import THUMBNAIL_KEY
-from app.maps.service import BACKGROUNDS, SIZES, Style, current_style
+from app.maps.styles import BACKGROUNDS, SIZES, Style, current_style
 from app.sites.scope import SiteScope
 
 SIZE_LABELS = {

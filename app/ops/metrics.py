@@ -111,7 +111,6 @@ BEACON_RESULTS = {
     for result in ("accepted", "rejected", "unknown_site", "not_tracked", "shed", "unavailable")
 }
 SHED_BY_REASON = {reason.value: BEACON_CLICKS_SHED.labels(reason.value) for reason in ShedReason}
-_BEACON_REFUSALS = {204: "not_tracked", 404: "unknown_site", 503: "unavailable"}
 RENDER_KINDS = frozenset({"thumbnail", "map", "heatmap"})
 RENDER_RANGES = frozenset({"24h", "7d", "30d", "365d", "all"})
 
@@ -126,8 +125,9 @@ def hits_dropped(by_reason: Tally[str]) -> None:
             child.inc(hits)
 
 
-def beacon_refused(status: int) -> None:
-    BEACON_RESULTS[_BEACON_REFUSALS.get(status, "rejected")].inc()
+def beacon_refused(reason: str) -> None:
+    """A batch not stored, by its ``app.heatmaps.validation.Reason``."""
+    BEACON_RESULTS[reason].inc()
 
 
 def beacon_accepted(clicks: int) -> None:

@@ -23,8 +23,6 @@ from app.sites.scope import SiteScope
 
 FOREVER = 0  # stored and configured as 0 days: nothing expires
 
-MODES = ("default", "forever", "days")
-
 
 def parse_choice(mode: str, days: str) -> int | None:
     """The owner's choice as stored: None (the instance default), 0 (forever) or days."""

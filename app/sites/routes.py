@@ -16,14 +16,14 @@ from starlette.background import BackgroundTask
 from app.context import AppContext
 from app.deps import Csrf, CurrentAccount, DbSession, get_ctx
 from app.errors import DomainError, InvalidInput
-from app.inputs import FormText
+from app.inputs import FormText, checkbox
 from app.retention import service as retention
 from app.sites import authz
 from app.sites import service as sites
+from app.sites.page import render_site_page, site_path
 from app.sites.schemas import PageError, SiteForms, SiteSummary
 from app.sites.scope import SiteScope
 from app.stats import service as stats
-from app.stats.routes import render_site_page, site_path
 from app.templating import flash_url, render
 
 router = APIRouter(tags=["sites"], include_in_schema=False)
@@ -109,7 +109,7 @@ def site_settings(
     is_public: FormText = "",
 ) -> Response:
     scope = authz.owned_site(session, account.id, key)
-    public = is_public not in ("", "0", "off", "false")
+    public = checkbox(is_public, "public")
     try:
         with session.begin_nested():
             sites.update_settings(session, scope, name=name, is_public=public)

@@ -37,10 +37,6 @@ class SiteScope:
         if self._token is not _AUTHZ_TOKEN:
             raise TypeError("SiteScope is created only by app.sites.authz")
 
-    @property
-    def is_owner(self) -> bool:
-        return self.access is Access.OWNER
-
 
 def _issue(
     *,

@@ -11,14 +11,13 @@ import datetime as dt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.days import DayRange
 from app.models import DailyCountryCount, DroppedHits, Visit
 from app.sites.scope import SiteScope
 
-Days = tuple[dt.date | None, dt.date | None]
 
-
-def _between(column, days: Days):
-    start, end = days
+def _between(column, days: DayRange):
+    start, end = days.first, days.last
     clauses = []
     if start is not None:
         clauses.append(column >= start)
@@ -27,7 +26,7 @@ def _between(column, days: Days):
     return clauses
 
 
-def unique_visits(session: Session, scope: SiteScope, days: Days) -> int:
+def unique_visits(session: Session, scope: SiteScope, days: DayRange) -> int:
     total = session.scalar(
         select(func.coalesce(func.sum(DailyCountryCount.visits), 0)).where(
             DailyCountryCount.site_id == scope.site_id, *_between(DailyCountryCount.day, days)
@@ -36,7 +35,7 @@ def unique_visits(session: Session, scope: SiteScope, days: Days) -> int:
     return int(total or 0)
 
 
-def visits_per_day(session: Session, scope: SiteScope, days: Days) -> list[tuple[dt.date, int]]:
+def visits_per_day(session: Session, scope: SiteScope, days: DayRange) -> list[tuple[dt.date, int]]:
     rows = session.execute(
         select(DailyCountryCount.day, func.sum(DailyCountryCount.visits))
         .where(DailyCountryCount.site_id == scope.site_id, *_between(DailyCountryCount.day, days))
@@ -47,7 +46,7 @@ def visits_per_day(session: Session, scope: SiteScope, days: Days) -> list[tuple
 
 
 def visits_per_country(
-    session: Session, scope: SiteScope, days: Days, limit: int | None = None
+    session: Session, scope: SiteScope, days: DayRange, limit: int | None = None
 ) -> list[tuple[str, int]]:
     total = func.sum(DailyCountryCount.visits).label("total")
     stmt = (
@@ -61,7 +60,7 @@ def visits_per_country(
     return [(code, int(n)) for code, n in session.execute(stmt)]
 
 
-def dropped_per_reason(session: Session, scope: SiteScope, days: Days) -> list[tuple[str, int]]:
+def dropped_per_reason(session: Session, scope: SiteScope, days: DayRange) -> list[tuple[str, int]]:
     total = func.sum(DroppedHits.hits).label("total")
     rows = session.execute(
         select(DroppedHits.reason, total)
@@ -73,7 +72,7 @@ def dropped_per_reason(session: Session, scope: SiteScope, days: Days) -> list[t
 
 
 def visits_per_city(
-    session: Session, scope: SiteScope, days: Days, limit: int
+    session: Session, scope: SiteScope, days: DayRange, limit: int
 ) -> list[tuple[str, str, int]]:
     count = func.count().label("total")
     rows = session.execute(

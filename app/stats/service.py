@@ -9,6 +9,7 @@ from enum import StrEnum
 from sqlalchemy.orm import Session
 
 from app.clock import Clock, utc_today
+from app.days import DayRange
 from app.errors import InvalidInput
 from app.heatmaps.budgets import SHED_LABELS, ShedReason
 from app.ingest.pipeline import DROP_LABELS, DropReason
@@ -29,9 +30,9 @@ class Range(StrEnum):
     def label(self) -> str:
         return {"today": "Today", "7d": "7 days", "30d": "30 days", "all": "All time"}[self.value]
 
-    def days(self, today: dt.date) -> repository.Days:
+    def days(self, today: dt.date) -> DayRange:
         span = {"today": 0, "7d": 6, "30d": 29}.get(self.value)
-        return (None, None) if span is None else (today - dt.timedelta(days=span), today)
+        return DayRange() if span is None else DayRange(today - dt.timedelta(days=span), today)
 
 
 def parse_range(value: str | None) -> Range:
@@ -96,7 +97,7 @@ CLICK_REASONS = frozenset(r.value for r in ShedReason)
 
 
 def _drops(
-    session: Session, scope: SiteScope, days: repository.Days
+    session: Session, scope: SiteScope, days: DayRange
 ) -> tuple[list[DropRow], list[DropRow]]:
     """Counter hits dropped, and heatmap clicks shed: both are counted in ``dropped_hits``,
     but they are different things and never added up."""
@@ -115,8 +116,8 @@ def dashboard(session: Session, clock: Clock, scope: SiteScope, range_: Range) -
     dropped, clicks_shed = _drops(session, scope, days)
     return Dashboard(
         range=range_,
-        today=repository.unique_visits(session, scope, (today, today)),
-        total=repository.unique_visits(session, scope, (None, None)),
+        today=repository.unique_visits(session, scope, DayRange.day(today)),
+        total=repository.unique_visits(session, scope, DayRange()),
         in_range=repository.unique_visits(session, scope, days),
         countries=_countries(repository.visits_per_country(session, scope, days, limit=25)),
         dropped=dropped,
@@ -132,7 +133,7 @@ class PublicSummary:
 
 
 def public_summary(session: Session, scope: SiteScope, limit: int = 20) -> PublicSummary:
-    everything: repository.Days = (None, None)
+    everything = DayRange()
     return PublicSummary(
         total=repository.unique_visits(session, scope, everything),
         countries=_countries(repository.visits_per_country(session, scope, everything, limit)),
@@ -165,7 +166,7 @@ def check_dates(start: dt.date, end: dt.date) -> None:
 
 def report(session: Session, scope: SiteScope, start: dt.date, end: dt.date) -> Report:
     check_dates(start, end)
-    days = (start, end)
+    days = DayRange(start, end)
     counted = dict(repository.visits_per_day(session, scope, days))
     per_day = [
         (start + dt.timedelta(days=i), counted.get(start + dt.timedelta(days=i), 0))
@@ -175,7 +176,7 @@ def report(session: Session, scope: SiteScope, start: dt.date, end: dt.date) -> 
         start=start,
         end=end,
         total=sum(n for _, n in per_day),
-        all_time=repository.unique_visits(session, scope, (None, None)),
+        all_time=repository.unique_visits(session, scope, DayRange()),
         per_day=per_day,
         countries=_countries(repository.visits_per_country(session, scope, days)),
         dropped=_drops(session, scope, days)[0],

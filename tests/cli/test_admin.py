@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from app import cli
 from app.accounts import service as accounts
+from app.cli import common
 from app.sites import authz
 from app.sites import service as sites
 from tests.api.helpers import bearer, token_for
@@ -61,7 +62,7 @@ def test_account_create_with_password_stdin_flag_keeps_inner_spaces(ctx, run):
 
 
 def test_account_create_prompts_twice_on_a_terminal(ctx, run, monkeypatch):
-    monkeypatch.setattr(cli, "_interactive", lambda: True)
+    monkeypatch.setattr(common, "interactive", lambda: True)
     result = run("account", "create", "b@example.org", input=f"{DEFAULT_PASSWORD}\n" * 2)
     assert result.exit_code == 0, result.output
     assert "Repeat the password" in result.output

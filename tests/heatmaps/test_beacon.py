@@ -284,3 +284,24 @@ def test_neither_database_nor_spool_answers_503_and_logs_no_click_data(
     assert ctx.beacons.lost_batches == 1
     assert "secret-button" not in caplog.text and "/private" not in caplog.text
     assert click_count(ctx) == 0
+
+
+def test_steps_return_reasons_and_only_the_route_picks_statuses() -> None:
+    from app.heatmaps.routes.beacon import BEACON_STATUS
+    from app.heatmaps.validation import Beacon, Reason, check_body_size, check_key
+    from app.ops.metrics import BEACON_RESULTS
+
+    beacon = Beacon(
+        key="not a key",
+        body=b"",
+        body_too_large=False,
+        origin=None,
+        referer=None,
+        privacy_signal=False,
+        received_at=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+    )
+    assert check_key(beacon) is not None and check_key(beacon).reason is Reason.UNKNOWN_SITE
+    empty = check_body_size(beacon)
+    assert empty is not None and (empty.reason, empty.detail) == (Reason.REJECTED, "empty body")
+    # Every way a batch can end has one status and one metric label.
+    assert set(BEACON_STATUS) == set(Reason) and set(Reason) <= set(BEACON_RESULTS)

@@ -260,7 +260,7 @@ def test_a_render_job_reports_its_render_times_to_metrics(ctx):
 def test_a_render_that_began_before_a_newer_one_never_overwrites_it(ctx, clock):
     """On SQLite two processes draw outside any lock: a nightly job that read the old
     style must not store its thumbnail over the one drawn after a style change."""
-    from app.maps import service
+    from app.maps import service, styles
 
     site = make_site(ctx, make_account(ctx))
     add_visits(ctx, site, clock.now().date(), LONDON)
@@ -268,8 +268,8 @@ def test_a_render_that_began_before_a_newer_one_never_overwrites_it(ctx, clock):
         early = service.draw_site(session, clock, site)  # the old style, at the start
     clock.set(clock.now() + dt.timedelta(minutes=1))
     with ctx.db.session() as session:
-        service.save_style(
-            session, clock, site, service.parse_style("large", "#0000ff", "dark", "on")
+        styles.save_style(
+            session, clock, site, styles.parse_style("large", "#0000ff", "dark", "on")
         )
     assert render_site_job(ctx, site.site_id).rendered >= 1
     with ctx.db.session() as session:

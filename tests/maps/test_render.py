@@ -511,13 +511,13 @@ def test_maps_drawn_by_many_threads_at_once_are_the_same() -> None:
 
 def test_the_renderer_version_covers_every_renderer_module() -> None:
     """A change in any module the renderer imports must redraw the stored images: the
-    renderer's digest (``service.renderer_version``) reads all of them."""
+    renderer's digest (``drawing.renderer_version``) reads all of them."""
     import ast
     from pathlib import Path
 
-    from app.maps import service
+    from app.maps import drawing
 
-    folder = Path(service.__file__).parent / "renderer"
+    folder = Path(drawing.__file__).parent / "renderer"
     seen: set[str] = set()
     todo = ["render"]
     while todo:
@@ -531,6 +531,6 @@ def test_the_renderer_version_covers_every_renderer_module() -> None:
                     todo.append(node.module.removeprefix("app.maps.renderer."))
                 elif node.module == "app.maps.renderer":
                     todo.extend(alias.name for alias in node.names)
-    assert {f"{name}.py" for name in seen} <= set(service._RENDERER_FILES)
-    version = service.renderer_version()
-    assert len(version) == 12 and version == service.renderer_version()
+    assert {f"{name}.py" for name in seen} <= set(drawing._RENDERER_FILES)
+    version = drawing.renderer_version()
+    assert len(version) == 12 and version == drawing.renderer_version()

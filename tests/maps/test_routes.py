@@ -12,10 +12,11 @@ from PIL import Image
 from sqlalchemy import text
 
 from app.clock import utc_today
-from app.ingest.counter_image import render_total
+from app.ingest.counter_image import etag_for, render_total
 from app.maps import repository as repo
-from app.maps import service
-from app.maps.service import MAP, THUMBNAIL_KEY, Style
+from app.maps import styles
+from app.maps.service import MAP, THUMBNAIL_KEY
+from app.maps.styles import Style
 from app.maps.tasks import render_site_job
 from app.sites import authz
 from app.sites import service as sites
@@ -201,7 +202,7 @@ def test_a_new_style_redraws_the_thumbnail_soon(ctx, client, connection, job_que
     assert saved.status_code == 303
     assert saved.headers["location"].startswith(f"/sites/{site.public_key}?flash=")
     with ctx.db.session() as session:
-        assert service.current_style(session, site) == Style(
+        assert styles.current_style(session, site) == Style(
             "large", "#1d4ed8", "transparent", False
         )
 
@@ -275,5 +276,5 @@ def test_a_map_without_dots_is_stored_without_bytes_and_served_whole(ctx, client
         etag = empty.etag
     day = client.get(f"/map/{site.public_key}/24h.png")
     assert day.status_code == 200 and _size(day.content) == (1200, 600)
-    assert day.headers["etag"] == etag == service.etag_for(day.content)
+    assert day.headers["etag"] == etag == etag_for(day.content)
     assert client.get(f"/map/{site.public_key}/7d.png").content == day.content

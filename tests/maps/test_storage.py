@@ -10,10 +10,12 @@ import pytest
 from sqlalchemy import func, select
 
 from app.clock import utc_today
+from app.days import DayRange
 from app.maps import repository as repo
-from app.maps import service
-from app.maps.repository import Window, split_window
-from app.maps.service import MAP, SPANS, THUMBNAIL_KEY, Span, Style
+from app.maps import service, styles
+from app.maps.repository import split_window
+from app.maps.service import MAP, SPANS, THUMBNAIL_KEY, Span
+from app.maps.styles import Style
 from app.models import LocationCount, RenderedImage, Visit
 from app.places import place_key
 from app.sites import authz
@@ -68,7 +70,7 @@ def test_a_new_visit_is_counted_per_day_month_and_all_time(ctx, client):
     ]
 
 
-def _brute_force(ctx, scope, window: Window) -> Counter:
+def _brute_force(ctx, scope, window: DayRange) -> Counter:
     """The same answer straight from the raw visits, for comparison."""
     with ctx.db.session() as session:
         stmt = (
@@ -178,7 +180,7 @@ def test_a_new_style_redraws_only_the_thumbnail(ctx):
     add_visits(ctx, site, utc_today(ctx.clock), SYDNEY)
     _render(ctx, site)
     with ctx.db.session() as session:
-        assert service.save_style(session, ctx.clock, site, Style("large", "#0000ff", "dark"))
+        assert styles.save_style(session, ctx.clock, site, Style("large", "#0000ff", "dark"))
         before = repo.image(session, site, *THUMBNAIL_KEY).etag
     report = _render(ctx, site)
     assert report.rendered == [THUMBNAIL_KEY]

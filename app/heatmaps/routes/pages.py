@@ -1,42 +1,22 @@
-"""Heatmap routes: the click beacon, the live overlay's script and data, the owner's pages.
+"""``/sites/{key}/heatmaps…``: the owner's heatmap pages, downloads and forms.
 
-* ``POST /b/{key}`` — the widget's batch of clicks (``text/plain`` JSON, no CORS
-  preflight). 204 when stored (or deliberately not recorded: Do Not Track), 400
-  with a short reason when anything in the batch is invalid or it comes from a
-  page on a foreign host (nothing is stored), 404 for an unknown key and for a
-  request that names no page at all (no ``Origin``, no ``Referer``): a stranger.
-* ``GET /overlay.js`` and ``GET|OPTIONS /o/{key}/clicks`` — the live overlay; the
-  data needs an overlay token of that very site and answers CORS only to pages
-  on the site's hostnames.
-* ``/sites/{key}/heatmaps…`` — the owner's pages, downloads and forms; every one
-  goes through ``authz.owned_site`` first (404 to anyone else), and every query
-  parameter is optional so that a stranger's request fails on authorisation,
-  not on validation (only a control character, refused for every key alike,
-  answers 400 first).
+Every one goes through ``authz.owned_site`` first (404 to anyone else); the query
+parameters are those of ``params.py``.
 """
 
 from __future__ import annotations
 
-from importlib.resources import files
-from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import (
-    HTMLResponse,
-    JSONResponse,
-    RedirectResponse,
-    Response,
-    StreamingResponse,
-)
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 
 from app.deps import Csrf, CurrentAccount, DbSession, get_ctx
 from app.errors import InvalidInput, NotFound
 from app.heatmaps import overlay, service
-from app.heatmaps.beacons import BeaconRequest
+from app.heatmaps.routes.params import PRIVATE, FromQuery, OptionalQuery, RangeQuery, ToQuery
 from app.heatmaps.schemas import (
     BucketView,
     DateRange,
@@ -45,137 +25,12 @@ from app.heatmaps.schemas import (
     bucket_label,
     parse_range,
 )
-from app.heatmaps.validation import MAX_BODY_BYTES
-from app.inputs import FormText, QueryText, Text
+from app.inputs import FormText, checkbox
 from app.sites import authz
 from app.sites.scope import SiteScope
 from app.templating import flash_url, render
 
 router = APIRouter(tags=["heatmaps"], include_in_schema=False)
-OVERLAY_SOURCE = (files("widgets") / "overlay.js").read_bytes()
-
-OptionalQuery = QueryText
-RangeQuery = Annotated[Text | None, Query(alias="range")]
-FromQuery = Annotated[Text | None, Query(alias="from")]
-ToQuery = Annotated[Text | None, Query(alias="to")]
-
-BEACON_HEADERS = {"Cache-Control": "no-store"}
-PRIVATE = {"Cache-Control": "private, no-store"}
-
-
-# --- the beacon ------------------------------------------------------------------------
-
-
-async def _read_body(request: Request, limit: int) -> tuple[bytes, bool]:
-    """The body, or (b"", True) as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return b"", True
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return b"", True
-        chunks.append(chunk)
-    return b"".join(chunks), False
-
-
-@router.post("/b/{key}", name="beacon")
-async def beacon(key: str, request: Request) -> Response:
-    body, too_large = await _read_body(request, MAX_BODY_BYTES)
-    h = request.headers
-    verdict = await run_in_threadpool(
-        get_ctx(request).beacons.handle,
-        BeaconRequest(
-            key=key,
-            body=body,
-            body_too_large=too_large,
-            origin=h.get("origin"),
-            referer=h.get("referer"),
-            dnt=h.get("dnt"),
-            gpc=h.get("sec-gpc"),
-            peer_ip=request.client.host if request.client else None,
-            # Every X-Forwarded-For header, joined as the counter does.
-            forwarded_for=", ".join(h.getlist("x-forwarded-for")) or None,
-        ),
-    )
-    if verdict.status == 204:
-        return Response(status_code=204, headers=BEACON_HEADERS)
-    return JSONResponse(
-        {"detail": verdict.reason}, status_code=verdict.status, headers=BEACON_HEADERS
-    )
-
-
-# --- the live overlay ------------------------------------------------------------------
-
-
-@router.get("/overlay.js", name="overlay_script")
-def overlay_script() -> Response:
-    return Response(
-        OVERLAY_SOURCE,
-        media_type="text/javascript",
-        headers={
-            "Cache-Control": "public, max-age=300",
-            "Cross-Origin-Resource-Policy": "cross-origin",
-        },
-    )
-
-
-def _bearer(request: Request) -> str | None:
-    value = request.headers.get("authorization", "")
-    scheme, _, token = value.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-@router.options("/o/{key}/clicks", name="overlay_preflight")
-def overlay_preflight(key: str, request: Request) -> Response:
-    """CORS preflight (the data request carries ``Authorization``): site origins only."""
-    found = get_ctx(request).ingest.sites.get(key)
-    origin = request.headers.get("origin")
-    if found is None or not origin:
-        raise NotFound("no such site")
-    _, hostnames = found
-    if overlay.page_origin(origin, hostnames) != origin.rstrip("/"):
-        raise NotFound("no such site")
-    return Response(
-        status_code=204,
-        headers={
-            "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Methods": "GET",
-            "Access-Control-Allow-Headers": "Authorization",
-            "Access-Control-Max-Age": "600",
-            "Vary": "Origin",
-        },
-    )
-
-
-@router.get("/o/{key}/clicks", name="overlay_clicks")
-def overlay_clicks(
-    key: str,
-    request: Request,
-    session: DbSession,
-    path: OptionalQuery = None,
-    range_: RangeQuery = None,
-    first: FromQuery = None,
-    last: ToQuery = None,
-) -> Response:
-    ctx = get_ctx(request)
-    now = ctx.clock.now()
-    scope = overlay.scope_for_token(session, now, key, _bearer(request))
-    origin = request.headers.get("origin")
-    allowed = overlay.allowed_origin(session, scope, origin)
-    if origin and allowed is None:
-        raise NotFound("no such site")
-    days = parse_range(now.date(), range_, first, last)
-    data = overlay.overlay_data(session, scope, path, days, ctx.settings.width_buckets)
-    headers = {**PRIVATE, "Vary": "Origin"}
-    if allowed:
-        headers["Access-Control-Allow-Origin"] = allowed
-    return JSONResponse(data, headers=headers)
-
-
-# --- the owner's pages -----------------------------------------------------------------
 
 
 def heatmaps_path(scope: SiteScope) -> str:
@@ -420,10 +275,6 @@ def heatmap_json(
     return _export(request, session, account.id, key, path, bucket, (range_, first, last), "json")
 
 
-def _checked(value: str) -> bool:
-    return value not in ("", "0", "off", "false")
-
-
 @router.post("/sites/{key}/heatmaps/options", dependencies=[Csrf], name="heatmap_options")
 def heatmap_options(
     key: str,
@@ -435,7 +286,9 @@ def heatmap_options(
 ) -> Response:
     scope = authz.owned_site(session, account.id, key)
     ctx = get_ctx(request)
-    value = RecordingOptions(keep_query=_checked(keep_query), honour_dnt=_checked(honour_dnt))
+    value = RecordingOptions(
+        keep_query=checkbox(keep_query, "keep query"), honour_dnt=checkbox(honour_dnt, "honour dnt")
+    )
     service.save_recording_options(session, ctx.clock.now(), scope, value)
     message = "Recording options saved."
     if value.keep_query:
