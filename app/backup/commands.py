@@ -1,4 +1,4 @@
-"""``hitmap backup PATH`` and ``hitmap restore PATH``; app/cli.py adds them to the group,
+"""``hitmap backup PATH`` and ``hitmap restore PATH``; app/cli/__init__.py adds them to the group,
 whose error handling turns BackupError and Conflict into a message and exit code 1."""
 
 from __future__ import annotations

@@ -127,7 +127,9 @@ def test_hardening_is_the_same_in_every_service():
 
 
 def _graceful_shutdown_seconds() -> int:
-    match = re.search(r"timeout_graceful_shutdown=(\d+)", (ROOT / "app" / "cli.py").read_text())
+    match = re.search(
+        r"timeout_graceful_shutdown=(\d+)", (ROOT / "app" / "cli" / "server.py").read_text()
+    )
     assert match is not None, "hitmap serve no longer sets timeout_graceful_shutdown"
     return int(match[1])
 
