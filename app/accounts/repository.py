@@ -106,6 +106,12 @@ def count_attempts(
     return {bytes(bucket): int(failures) for bucket, failures in session.execute(stmt)}
 
 
+def delete_expired_attempts(session: Session, before: dt.datetime) -> int:
+    """Buckets whose window began before ``before``: their next attempt starts at 1 anyway."""
+    result = session.execute(delete(LoginThrottle).where(LoginThrottle.window_start < before))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def forget_attempts(session: Session, *, reset: bytes | None, give_back: Sequence[bytes]) -> None:
     """After a successful login: ``reset`` forgets its count, each of ``give_back`` loses
     the attempt that was counted. One row per statement, in the order given (as in

@@ -46,3 +46,34 @@ def test_serve_runs_housekeeping_in_process(ctx, monkeypatch):
     ran.clear()
     with TestClient(create_app(ctx)):
         assert not ran.wait(0.3), "tests' apps must not run background jobs"
+
+
+def test_failed_login_counts_go_once_their_window_has_passed(ctx, clock, client):
+    """A flood with made-up emails leaves three throttle rows per email and address."""
+    from sqlalchemy import func, select
+
+    from app.models import LoginThrottle
+    from tests.factories import csrf_from
+    from workers.housekeeping import forget_expired_login_attempts
+
+    def rows() -> int:
+        with ctx.db.session() as session:
+            return int(session.scalar(select(func.count()).select_from(LoginThrottle)))
+
+    page = client.get("/login", headers={"accept": "text/html"})
+    for n in range(3):
+        client.post(
+            "/login",
+            data={
+                "email": f"nobody{n}@example.org",
+                "password": "wrong password!",
+                "csrf_token": csrf_from(page.text),
+            },
+            headers={"accept": "text/html"},
+        )
+    counted = rows()
+    assert counted >= 3
+    assert forget_expired_login_attempts(ctx) == 0  # still within their window
+    clock.set(clock.now() + ctx.login_policy.window + dt.timedelta(seconds=1))
+    assert forget_expired_login_attempts(ctx) == counted
+    assert rows() == 0
